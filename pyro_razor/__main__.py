@@ -1,0 +1,3 @@
+from pyro_razor.cli import main
+
+raise SystemExit(main())

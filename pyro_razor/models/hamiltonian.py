@@ -1,0 +1,94 @@
+r"""The symmetrised Hamiltonian ``H_hat`` and its vector field (paper eq. 5 and 14).
+
+Given weight samples ``theta`` of ``F_theta`` and ``S`` transform matrices
+``T_s = expm(sum_k tau_k^(s) G_k)`` (computed once per model call, see
+:func:`pyro_razor.symmetry.flow_matrices`), the unbiased ``S``-sample estimate is
+
+.. math:: \hat H(x) = \frac{1}{S} \sum_{s=1}^{S} F_\theta(\Phi^{\tau_s}(x)),
+          \qquad \Phi^{\tau}(x) = R_\tau x + t_\tau,
+
+and, since each ``Phi`` is affine, its gradient is
+``grad H_hat(x) = 1/S sum_s R_s^T grad F_theta(Phi^{tau_s}(x))``. The Hamiltonian vector field is
+``x' = J grad H_hat(x)``. With no transforms (vanilla HNN) ``H_hat = F_theta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from pyro_razor.models.networks import Activation, mlp_value_and_input_gradient
+from pyro_razor.symmetry import symplectic_matrix
+
+__all__ = ["SymmetrisedHamiltonian"]
+
+
+class SymmetrisedHamiltonian:
+    """``H_hat`` for a batch of ``P`` weight samples and one set of ``S`` transforms.
+
+    Args:
+        weights: per layer ``(P, out_l, in_l + 1)`` matrices ``[W_l b_l]``.
+        activation: the network's hidden activation.
+        transforms: ``(S, M+1, M+1)`` group elements, or ``None`` for no symmetrisation.
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[torch.Tensor],
+        activation: Activation,
+        transforms: torch.Tensor | None = None,
+    ) -> None:
+        self.weights = list(weights)
+        self.activation = activation
+        self.transforms = transforms
+        self.phase_dim = self.weights[0].shape[-1] - 1
+        self.num_weight_samples = self.weights[0].shape[0]
+        self._J = symplectic_matrix(
+            self.phase_dim, dtype=self.weights[0].dtype, device=self.weights[0].device
+        )
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        """Broadcast ``x`` to ``(P, N, M)``."""
+        M, P = self.phase_dim, self.num_weight_samples
+        if x.shape[-1] != M:
+            raise ValueError(f"expected points of shape (..., {M}), got {tuple(x.shape)}")
+        if x.dim() == 2:
+            x = x.expand(P, *x.shape)
+        if x.dim() != 3 or x.shape[0] not in (1, P):
+            raise ValueError(
+                f"expected points of shape (N, {M}) or ({P}, N, {M}), got {tuple(x.shape)}"
+            )
+        return x.expand(P, -1, -1)
+
+    def energy_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``H_hat(x)`` and ``grad H_hat(x)``.
+
+        Args:
+            x: ``(N, M)`` (shared by all weight samples) or ``(P, N, M)``.
+
+        Returns:
+            ``(P, N)`` energies and ``(P, N, M)`` gradients.
+        """
+        x = self._check(x)
+        P, N, M = x.shape
+        if self.transforms is None:
+            return mlp_value_and_input_gradient(self.weights, x, self.activation)
+        S = self.transforms.shape[0]
+        R = self.transforms[:, :M, :M]  # (S, M, M)
+        t = self.transforms[:, :M, M]  # (S, M)
+        z = torch.einsum("smk,pnk->psnm", R, x) + t[None, :, None, :]  # (P, S, N, M)
+        value, grad = mlp_value_and_input_gradient(
+            self.weights, z.reshape(P, S * N, M), self.activation
+        )
+        energy = value.reshape(P, S, N).mean(1)
+        gradient = torch.einsum("psnk,skm->pnm", grad.reshape(P, S, N, M), R) / S
+        return energy, gradient
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """``(P, N)`` values of ``H_hat`` at ``x`` (``(N, M)`` or ``(P, N, M)``)."""
+        return self.energy_and_gradient(x)[0]
+
+    def vector_field(self, x: torch.Tensor) -> torch.Tensor:
+        """``J grad H_hat(x)``, shape ``(P, N, M)``."""
+        return self.energy_and_gradient(x)[1] @ self._J.T

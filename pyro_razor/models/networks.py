@@ -1,0 +1,166 @@
+r"""The non-symmetrised Hamiltonian network ``F_theta`` (paper section 4.1) as a Bayesian MLP.
+
+Every layer ``l`` maps ``h -> act(W_l h + b_l)`` (the last layer is linear with one output);
+its weight matrix with the bias as an extra column, ``theta_l = [W_l  b_l]`` of shape
+``(out_l, in_l + 1)``, is one Pyro sample site ``"<module path>.weight<l>"`` with the prior
+given by a swappable prior object (:mod:`pyro_razor.models.priors`).
+
+Hamiltonian dynamics need ``grad_x F_theta(x)``. We compute it alongside the value with an
+explicit backward pass through the layers,
+
+.. math:: \nabla_x F = W_0^T \mathrm{diag}(\sigma'(a_0)) W_1^T \cdots
+          \mathrm{diag}(\sigma'(a_{L-1})) w_L^T,
+
+so the vector field is an ordinary differentiable tensor expression: training backpropagates
+through it once (no ``create_graph`` double backward) and evaluation runs under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule, PyroSample
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "BayesianMLP",
+    "get_activation",
+    "mlp_value_and_input_gradient",
+]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function with its derivative, both elementwise."""
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    derivative: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _elu(alpha: float) -> Activation:
+    return Activation(
+        f"elu({alpha:g})",
+        lambda a: F.elu(a, alpha=alpha),
+        lambda a: torch.where(a > 0, torch.ones_like(a), alpha * torch.exp(a.clamp(max=0.0))),
+    )
+
+
+def _tanh() -> Activation:
+    return Activation("tanh", torch.tanh, lambda a: 1.0 - torch.tanh(a) ** 2)
+
+
+def _softplus() -> Activation:
+    return Activation("softplus", F.softplus, torch.sigmoid)
+
+
+def _silu() -> Activation:
+    def derivative(a: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(a)
+        return s * (1.0 + a * (1.0 - s))
+
+    return Activation("silu", F.silu, derivative)
+
+
+ACTIVATIONS: dict[str, Callable[..., Activation]] = {
+    "elu": _elu,
+    "tanh": _tanh,
+    "softplus": _softplus,
+    "silu": _silu,
+}
+
+
+def get_activation(name: str, alpha: float = 1.0) -> Activation:
+    """Look up an activation by name (``alpha`` is used by ``"elu"`` only)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name](alpha) if name == "elu" else ACTIVATIONS[name]()
+
+
+def mlp_value_and_input_gradient(
+    weights: Sequence[torch.Tensor], z: torch.Tensor, activation: Activation
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Value and input gradient of a scalar MLP for a batch of weight samples.
+
+    Args:
+        weights: per layer ``(P, out_l, in_l + 1)`` matrices ``[W_l b_l]``; the last has
+            ``out = 1``.
+        z: ``(P, B, in_0)`` inputs (``P`` weight samples, ``B`` points each).
+        activation: hidden-layer activation.
+
+    Returns:
+        ``(value, grad)`` of shapes ``(P, B)`` and ``(P, B, in_0)``.
+    """
+    h = z
+    pre_activations = []
+    for W in weights[:-1]:
+        a = torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
+        pre_activations.append(a)
+        h = activation.fn(a)
+    last = weights[-1]  # (P, 1, H + 1)
+    value = (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
+    grad = last[:, :, :-1]  # (P, 1, H): d value / d h, broadcast over the B points
+    for W, a in zip(reversed(weights[:-1]), reversed(pre_activations), strict=True):
+        grad = torch.bmm(grad * activation.derivative(a), W[:, :, :-1])
+    if grad.shape[1] != z.shape[1]:  # a linear network: the gradient is the same everywhere
+        grad = grad.expand(-1, z.shape[1], -1)
+    return value, grad
+
+
+class BayesianMLP(PyroModule):
+    """``F_theta: R^M -> R``, an MLP whose layer matrices ``[W_l b_l]`` are Pyro sample sites.
+
+    Args:
+        in_dim: input (phase-space) dimension ``M``.
+        hidden: hidden-layer widths, e.g. ``(200, 200)``; ``()`` gives a linear-in-theta model.
+        activation: hidden activation.
+        prior: a prior object (see :mod:`pyro_razor.models.priors`) that provides the
+            distribution of every layer matrix; it becomes a child module (``self.prior``).
+    """
+
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], activation: Activation, prior: PyroModule
+    ) -> None:
+        super().__init__()
+        hidden = tuple(int(h) for h in hidden)
+        if any(h <= 0 for h in hidden):
+            raise ValueError(f"hidden widths must be positive, got {hidden}")
+        widths = (in_dim, *hidden, 1)
+        self.activation = activation
+        self.layer_shapes = tuple(
+            (widths[i + 1], widths[i] + 1) for i in range(len(widths) - 1)
+        )
+        self.prior = prior
+        self.prior.setup(self.layer_shapes)
+        self.register_buffer("_anchor", torch.zeros(()))  # carries device and dtype
+        for l, shape in enumerate(self.layer_shapes):
+            setattr(self, f"weight{l}", PyroSample(self._prior_of(l, shape)))
+
+    @staticmethod
+    def _prior_of(l: int, shape: tuple[int, int]) -> Callable[[BayesianMLP], object]:
+        return lambda self: self.prior.distribution(l, shape, self._anchor)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_shapes)
+
+    def site_names(self) -> list[str]:
+        """Full Pyro site names of the layer matrices, in layer order."""
+        prefix = f"{self._pyro_name}." if self._pyro_name else ""
+        return [f"{prefix}weight{l}" for l in range(self.num_layers)]
+
+    def sample_weights(self) -> list[torch.Tensor]:
+        """Sample (or, under a guide's replay, read) every layer matrix: ``(*batch, out, in+1)``."""
+        return [getattr(self, f"weight{l}") for l in range(self.num_layers)]
+
+    def standard_init(self, l: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A standard (PyTorch ``nn.Linear``-style) initial value for layer ``l``'s matrix:
+        ``U(-1/sqrt(in), 1/sqrt(in))`` for weights and bias."""
+        out, cols = self.layer_shapes[l]
+        bound = (cols - 1) ** -0.5
+        u = torch.rand(out, cols, generator=generator, dtype=self._anchor.dtype)
+        return ((2 * u - 1) * bound).to(self._anchor.device)

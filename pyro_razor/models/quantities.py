@@ -1,0 +1,84 @@
+r"""The conserved quantities ``C_eta`` that symmetrise the Hamiltonian (paper sections 3–4).
+
+- :class:`LearnedQuantities`: ``K`` quadratic quantities ``C_k(x) = 1/2 x^T A_k x + b_k^T x``
+  with ``A_k = (W_k + W_k^T)/2``; ``eta = {W, b}`` are ``pyro.param`` s of the model, optimised
+  by the ELBO (empirical Bayes), never sampled.
+- :class:`FixedQuantities`: given generators, e.g. a system's ground truth (the "oracle").
+
+Both return their ``(K, M+1, M+1)`` generators ``G_k = [[J A_k, J b_k], [0, 0]]`` (eq. 4).
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+
+from pyro_razor.symmetry import (
+    check_phase_dim,
+    generator_matrix,
+    quantity_from_generator,
+    symmetric_from_unconstrained,
+)
+
+__all__ = ["FixedQuantities", "LearnedQuantities"]
+
+
+class LearnedQuantities(PyroModule):
+    """``K`` learnable quadratic conserved quantities on an ``M``-dim phase space.
+
+    Args:
+        phase_dim: ``M``.
+        num_quantities: ``K >= 1``.
+        init_std: ``W, b ~ N(0, init_std^2)`` at initialisation; ``0`` starts every quantity at
+            zero (identity flow), as the reference code does for Tables 1–2.
+        generator: optional ``torch.Generator`` for the initial values.
+    """
+
+    def __init__(
+        self,
+        phase_dim: int,
+        num_quantities: int,
+        init_std: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        check_phase_dim(phase_dim)
+        if num_quantities < 1:
+            raise ValueError(f"num_quantities must be >= 1, got {num_quantities}")
+        if init_std < 0:
+            raise ValueError(f"init_std must be >= 0, got {init_std}")
+        M, K = phase_dim, num_quantities
+        self.phase_dim, self.num_quantities = M, K
+        self.W = PyroParam(init_std * torch.randn(K, M, M, generator=generator), constraints.real)
+        self.b = PyroParam(init_std * torch.randn(K, M, generator=generator), constraints.real)
+
+    def quadratic_forms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, b)`` of shapes ``(K, M, M)`` (symmetric) and ``(K, M)``."""
+        return symmetric_from_unconstrained(self.W), self.b
+
+    def generators(self) -> torch.Tensor:
+        """``(K, M+1, M+1)`` generators."""
+        A, b = self.quadratic_forms()
+        return generator_matrix(A, b)
+
+
+class FixedQuantities(torch.nn.Module):
+    """Fixed generators ``(K, M+1, M+1)`` (e.g. ``system.generators()``), not learned."""
+
+    def __init__(self, generators: torch.Tensor) -> None:
+        super().__init__()
+        if generators.dim() != 3 or generators.shape[1] != generators.shape[2]:
+            raise ValueError(
+                f"generators must have shape (K, M+1, M+1), got {tuple(generators.shape)}"
+            )
+        check_phase_dim(generators.shape[-1] - 1)
+        self.phase_dim = generators.shape[-1] - 1
+        self.num_quantities = generators.shape[0]
+        self.register_buffer("_generators", generators.detach().clone())
+
+    def quadratic_forms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return quantity_from_generator(self._generators)
+
+    def generators(self) -> torch.Tensor:
+        return self._generators

@@ -1,0 +1,284 @@
+r"""The Noether's razor probabilistic program (paper section 4.1, Figure 1, eq. 8).
+
+Generative story, for transitions ``(x_t, x_{t+dt})`` of ``T`` observed trajectories:
+
+1. ``theta_l ~ p(theta_l)`` for every layer of the non-symmetrised network ``F_theta``
+   (``PyroSample`` sites named ``"hamiltonian_net.weight<l>"``, prior from a prior object);
+2. the conserved quantities ``C_eta`` are *parameters* of the prior (``pyro.param`` s
+   ``"quantities.W"``, ``"quantities.b"``; empirical Bayes) — or fixed generators (oracle), or
+   absent (vanilla HNN);
+3. ``S`` symmetry times ``tau_s ~ mu`` give transforms ``T_s = expm(sum_k tau_sk G_k)``,
+   computed once per call and shared by every point, integrator step and weight sample;
+4. the symmetrised Hamiltonian ``H_hat = 1/S sum_s F_theta o Phi^{tau_s}`` (eq. 14);
+5. ``x_{t+dt} ~ N(ODESolve(J grad H_hat, x_t, dt), sigma^2_data I)`` inside
+   ``pyro.plate("trajectories", T, subsample=...)`` (minibatches of trajectories) and
+   ``pyro.plate("time", n)`` over the transitions of each trajectory.
+
+The symmetry times are auxiliary Monte-Carlo variables of the unbiased estimator of eq. 12–14,
+not latent variables: they are drawn from the torch RNG (seeded by ``pyro.set_rng_seed``), not
+as ``pyro.sample`` sites, so guides see only the weight sites.
+
+The model runs unchanged with :class:`~pyro_razor.guides.MatrixNormalGuide` and Pyro's
+AutoGuides, with or without vectorised particles (``Trace_ELBO(num_particles=P,
+vectorize_particles=True)``): the weight sites then have batch shape ``(P, 1, 1)`` and every
+weight sample is pushed through the dynamics in one batched computation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+
+from pyro_razor.integrators import integrate
+from pyro_razor.models.hamiltonian import SymmetrisedHamiltonian
+from pyro_razor.models.networks import BayesianMLP, get_activation
+from pyro_razor.models.noise import FixedNoise, OutputNoise
+from pyro_razor.models.priors import FixedVariancePrior, LayerGaussianPrior
+from pyro_razor.models.quantities import FixedQuantities, LearnedQuantities
+from pyro_razor.symmetry import SymmetryMeasure, check_phase_dim, flow_matrices
+
+__all__ = ["NoetherRazorModel"]
+
+MAX_PLATE_NESTING = 2
+
+
+class NoetherRazorModel(PyroModule):
+    """Bayesian Hamiltonian neural network symmetrised by conserved quantities.
+
+    Args:
+        phase_dim: ``M`` (even; positions then momenta).
+        dt: time between consecutive observations ``Delta t``.
+        hidden: hidden widths of ``F_theta``.
+        activation: ``"elu"``, ``"tanh"``, ``"softplus"`` or ``"silu"``.
+        elu_alpha: ``alpha`` of ELU.
+        prior: prior object over the layer matrices (default ``N(0, I)``).
+        noise: output noise (default fixed ``sigma^2 = 1e-3``).
+        quantities: ``None`` (vanilla HNN), :class:`LearnedQuantities` or
+            :class:`FixedQuantities`.
+        measure: the measure ``mu(tau)``.
+        tau_samples: ``S``, Monte-Carlo samples of the symmetrisation per model call.
+        integrator: ``"euler"`` (the paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
+        integrator_steps: sub-steps over ``dt`` (the paper: 20).
+
+    Use :meth:`vanilla`, :meth:`learned` and :meth:`oracle` to build the three variants.
+    """
+
+    def __init__(
+        self,
+        phase_dim: int,
+        dt: float,
+        hidden: Sequence[int] = (200, 200),
+        activation: str = "elu",
+        elu_alpha: float = 1.0,
+        prior: LayerGaussianPrior | None = None,
+        noise: OutputNoise | None = None,
+        quantities: LearnedQuantities | FixedQuantities | None = None,
+        measure: SymmetryMeasure | None = None,
+        tau_samples: int = 100,
+        integrator: str = "euler",
+        integrator_steps: int = 20,
+    ) -> None:
+        super().__init__()
+        check_phase_dim(phase_dim)
+        if not (dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"dt must be positive and finite, got {dt}")
+        if tau_samples < 1 or integrator_steps < 1:
+            raise ValueError(
+                f"tau_samples and integrator_steps must be >= 1, got {tau_samples}, "
+                f"{integrator_steps}"
+            )
+        if quantities is not None and quantities.phase_dim != phase_dim:
+            raise ValueError(
+                f"conserved quantities act on a {quantities.phase_dim}-dim phase space but the "
+                f"model's phase dimension is {phase_dim}"
+            )
+        self.phase_dim = phase_dim
+        self.dt = float(dt)
+        self.hamiltonian_net = BayesianMLP(
+            phase_dim,
+            hidden,
+            get_activation(activation, elu_alpha),
+            prior if prior is not None else FixedVariancePrior(1.0),
+        )
+        self.noise = noise if noise is not None else FixedNoise(1e-3)
+        self.quantities = quantities
+        self.measure = measure if measure is not None else SymmetryMeasure()
+        self.tau_samples = int(tau_samples)
+        self.integrator = integrator
+        self.integrator_steps = int(integrator_steps)
+        self.last_diagnostics: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- variants
+    @classmethod
+    def vanilla(cls, phase_dim: int, dt: float, **kwargs) -> NoetherRazorModel:
+        """A Bayesian HNN without symmetrisation (``K = 0``)."""
+        return cls(phase_dim, dt, quantities=None, **kwargs)
+
+    @classmethod
+    def learned(
+        cls,
+        phase_dim: int,
+        dt: float,
+        num_quantities: int,
+        init_std: float = 0.0,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> NoetherRazorModel:
+        """``K = num_quantities`` learnable quadratic conserved quantities."""
+        quantities = LearnedQuantities(phase_dim, num_quantities, init_std, generator)
+        return cls(phase_dim, dt, quantities=quantities, **kwargs)
+
+    @classmethod
+    def oracle(cls, generators: torch.Tensor, dt: float, **kwargs) -> NoetherRazorModel:
+        """Fixed ground-truth generators ``(L, M+1, M+1)`` (e.g. ``system.generators()``)."""
+        quantities = FixedQuantities(generators)
+        return cls(quantities.phase_dim, dt, quantities=quantities, **kwargs)
+
+    # ----------------------------------------------------------------- pieces
+    @property
+    def num_quantities(self) -> int:
+        return 0 if self.quantities is None else self.quantities.num_quantities
+
+    @property
+    def weight_sites(self) -> list[str]:
+        """Names of the Pyro sample sites of the network's layer matrices."""
+        return self.hamiltonian_net.site_names()
+
+    def param_group(self, name: str) -> str:
+        """Optimiser group of a param-store name: ``"eta"``, ``"hyper"`` or ``"theta"``."""
+        if name.startswith("quantities."):
+            return "eta"
+        if name.startswith("hamiltonian_net.prior.") or name.startswith("noise."):
+            return "hyper"
+        return "theta"
+
+    def generators(self) -> torch.Tensor | None:
+        """``(K, M+1, M+1)`` current generators, or ``None`` for the vanilla model."""
+        return None if self.quantities is None else self.quantities.generators()
+
+    def transforms(self, num_samples: int | None = None) -> torch.Tensor | None:
+        """``(S, M+1, M+1)`` transforms ``expm(sum_k tau_k G_k)``, ``tau ~ mu``, or ``None``."""
+        G = self.generators()
+        if G is None:
+            return None
+        S = self.tau_samples if num_samples is None else num_samples
+        tau = self.measure.sample(S, G.shape[0], dtype=G.dtype, device=G.device)
+        return flow_matrices(G, tau)
+
+    def init_loc_fn(self, site: dict) -> torch.Tensor:
+        """Standard initial value for a weight site (for guides' ``init_loc_fn``)."""
+        name = site["name"]
+        if name in self.weight_sites:
+            return self.hamiltonian_net.standard_init(self.weight_sites.index(name))
+        return site["fn"].sample().detach()
+
+    def hamiltonian(
+        self, weights: Sequence[torch.Tensor], transforms: torch.Tensor | None
+    ) -> SymmetrisedHamiltonian:
+        """The symmetrised Hamiltonian for ``(P, out, in+1)`` weights and given transforms."""
+        return SymmetrisedHamiltonian(weights, self.hamiltonian_net.activation, transforms)
+
+    def predict(
+        self,
+        weights: Sequence[torch.Tensor],
+        transforms: torch.Tensor | None,
+        x: torch.Tensor,
+        duration: float | None = None,
+    ) -> torch.Tensor:
+        """Mean of the next state: ``ODESolve(J grad H_hat, x, duration)``.
+
+        Args:
+            weights: per layer ``(P, out, in+1)``.
+            transforms: ``(S, M+1, M+1)`` or ``None``.
+            x: ``(N, M)`` or ``(P, N, M)`` states.
+            duration: integration time (default ``dt``); sub-steps scale with it.
+
+        Returns:
+            ``(P, N, M)`` predicted states.
+        """
+        H = self.hamiltonian(weights, transforms)
+        x = H._check(x)
+        duration = self.dt if duration is None else duration
+        steps = max(1, round(self.integrator_steps * duration / self.dt))
+        return integrate(H.vector_field, x, duration, steps=steps, method=self.integrator)
+
+    # ----------------------------------------------------------------- model
+    def _check_data(self, states: torch.Tensor, next_states: torch.Tensor | None) -> None:
+        M = self.phase_dim
+        if states.dim() != 3 or states.shape[-1] != M:
+            raise ValueError(
+                f"states must have shape (trajectories, transitions, {M}), got "
+                f"{tuple(states.shape)}; use pyro_razor.systems.transitions(trajectories)"
+            )
+        if next_states is not None and next_states.shape != states.shape:
+            raise ValueError(
+                f"next_states must have the shape of states {tuple(states.shape)}, got "
+                f"{tuple(next_states.shape)}"
+            )
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        next_states: torch.Tensor | None = None,
+        subsample: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the generative model.
+
+        Args:
+            states: ``(T, n, M)`` the state before each transition.
+            next_states: ``(T, n, M)`` observed next states, or ``None`` to sample them.
+            subsample: optional ``(B,)`` trajectory indices of a minibatch.
+
+        Returns:
+            ``(*particles, B, n, M)`` the sampled or observed next states.
+        """
+        self._check_data(states, next_states)
+        T, n, M = states.shape
+        raw = self.hamiltonian_net.sample_weights()
+        batch = raw[0].shape[:-2]
+        particle_shape = batch[: max(len(batch) - MAX_PLATE_NESTING, 0)]
+        if math.prod(batch[len(particle_shape) :]) != 1:
+            raise ValueError(f"weight samples have unexpected batch shape {tuple(batch)}")
+        P = math.prod(particle_shape)
+        weights = [w.reshape(P, *w.shape[-2:]) for w in raw]
+        transforms = self.transforms()
+        with pyro.plate("trajectories", T, subsample=subsample, dim=-2) as idx:
+            x = states[idx]  # (B, n, M)
+            B = x.shape[0]
+            mean = self.predict(weights, transforms, x.reshape(B * n, M))
+            mean = mean.reshape(*particle_shape, B, n, M)
+            obs = None if next_states is None else next_states[idx]
+            scale = self.noise.variance.to(mean).sqrt()
+            with pyro.plate("time", n, dim=-1):
+                value = pyro.sample("obs", dist.Normal(mean, scale).to_event(1), obs=obs)
+            if obs is not None:
+                self._record(mean.detach(), obs, scale.detach(), T / B)
+        return value
+
+    def _record(self, mean: torch.Tensor, obs: torch.Tensor, scale: torch.Tensor, T_over_B: float):
+        """Keep the last call's diagnostics (full-data NLL estimate, residual variance)."""
+        with torch.no_grad():
+            residual_sq = (mean - obs) ** 2
+            nll = -dist.Normal(mean, scale).log_prob(obs).sum((-3, -2, -1)).mean()
+            self.last_diagnostics = {
+                "nll": float(nll) * T_over_B,
+                "mse": float(residual_sq.mean()),
+            }
+
+    # ----------------------------------------------------------------- convenience
+    @contextmanager
+    def evaluation(self, tau_samples: int | None = None):
+        """Temporarily use ``tau_samples`` symmetrisation samples (e.g. more at test time)."""
+        old = self.tau_samples
+        if tau_samples is not None:
+            self.tau_samples = int(tau_samples)
+        try:
+            yield self
+        finally:
+            self.tau_samples = old
