@@ -325,7 +325,7 @@ def train(
         checkpoint: path of the checkpoint file (written every ``checkpoint_every`` epochs and
             at the end); with ``resume=True`` training continues from it.
         progress: show a progress bar with ``-ELBO/N``, ``NLL/N``, ``KL/N`` and train MSE.
-        callback: called as ``callback(epoch, record)`` after every epoch.
+        callback: called as ``callback(epoch, record)`` after every epoch (after its checkpoint).
 
     Returns:
         :class:`TrainResult` with one history record per epoch (``epoch``,
@@ -423,8 +423,6 @@ def train(
              "KL/N": f"{record['kl_per_n']:.3f}", "MSE": f"{record['train_mse']:.2e}"},
             refresh=False,
         )
-        if callback is not None:
-            callback(epoch + 1, record)
         last = epoch + 1 == config.epochs
         due = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
         if checkpoint is not None and (last or due):
@@ -432,6 +430,8 @@ def train(
                 checkpoint, model=model, guide=guide, optimizer=optimizer, epoch=epoch + 1,
                 history=history, config=config, batch_rng=batch_rng,
             )
+        if callback is not None:
+            callback(epoch + 1, record)
     bar.close()
     wall = time.perf_counter() - t0
     return TrainResult(

@@ -60,7 +60,11 @@ class MatrixNormalGuide(AutoGuide):
         init_loc_fn: per-site initial mean; defaults to ``model.init_loc_fn`` when the model
             has one (standard network initialisation), else ``init_to_feasible``.
         init_scale: initial posterior standard deviation of every entry:
-            ``L_S = L_A = sqrt(init_scale) I``.
+            ``L_S = L_A = sqrt(init_scale) I``. The factors are stored in units of
+            ``sqrt(init_scale)`` (``L_S = sqrt(init_scale) * L_S_param``), so an optimiser step
+            changes their off-diagonal entries *relative* to the diagonal, as it changes the
+            log-diagonal; with absolute units a learning rate that suits the means (1e-2) swamps
+            diagonals of size ~0.03 within a few steps and the posterior blows up.
         create_plates: as for AutoGuides.
     """
 
@@ -97,24 +101,24 @@ class MatrixNormalGuide(AutoGuide):
                 loc = torch.as_tensor(self.init_loc_fn(site)).detach()
             loc = loc.to(site["value"]).reshape(fn.event_shape).clone()
             n, p = fn.event_shape
-            root = self._init_scale**0.5
             _deep_setattr(self.locs, name, PyroParam(loc, constraints.real, event_dim=2))
             _deep_setattr(
                 self.scale_tril_rows,
                 name,
-                PyroParam(root * torch.eye(n).to(loc), constraints.lower_cholesky, event_dim=2),
+                PyroParam(torch.eye(n).to(loc), constraints.lower_cholesky, event_dim=2),
             )
             _deep_setattr(
                 self.scale_tril_cols,
                 name,
-                PyroParam(root * torch.eye(p).to(loc), constraints.lower_cholesky, event_dim=2),
+                PyroParam(torch.eye(p).to(loc), constraints.lower_cholesky, event_dim=2),
             )
 
     def _site_distribution(self, name: str) -> MatrixNormal:
+        root = self._init_scale**0.5
         return MatrixNormal(
             _deep_getattr(self.locs, name),
-            _deep_getattr(self.scale_tril_rows, name),
-            _deep_getattr(self.scale_tril_cols, name),
+            root * _deep_getattr(self.scale_tril_rows, name),
+            root * _deep_getattr(self.scale_tril_cols, name),
         )
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:

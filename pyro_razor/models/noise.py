@@ -22,7 +22,7 @@ class OutputNoise(nn.Module):
         variance = float(variance)
         if not (variance > 0 and variance < float("inf")):
             raise ValueError(f"noise variance must be positive and finite, got {variance}")
-        self.register_buffer("variance", torch.tensor(variance))
+        self.register_buffer("variance", torch.tensor(variance, dtype=torch.float64))
 
     def update(self, residual_variance: torch.Tensor) -> None:
         """Hook called by the trainer with the last minibatch's mean squared residual."""

@@ -241,10 +241,7 @@ class NoetherRazorModel(PyroModule):
         self._check_data(states, next_states)
         T, n, M = states.shape
         raw = self.hamiltonian_net.sample_weights()
-        batch = raw[0].shape[:-2]
-        particle_shape = batch[: max(len(batch) - MAX_PLATE_NESTING, 0)]
-        if math.prod(batch[len(particle_shape) :]) != 1:
-            raise ValueError(f"weight samples have unexpected batch shape {tuple(batch)}")
+        particle_shape = self._particle_shape(raw[0].shape[:-2])
         P = math.prod(particle_shape)
         weights = [w.reshape(P, *w.shape[-2:]) for w in raw]
         transforms = self.transforms()
@@ -260,6 +257,23 @@ class NoetherRazorModel(PyroModule):
             if obs is not None:
                 self._record(mean.detach(), obs, scale.detach(), T / B)
         return value
+
+    @staticmethod
+    def _particle_shape(batch: torch.Size) -> tuple[int, ...]:
+        """The particle dims of a weight sample's batch shape.
+
+        Weights are global, so every batch dim comes from a particle plate (vectorised ELBO
+        particles or ``Predictive(parallel=True)``), possibly followed by singleton dims for the
+        model's two data plates, e.g. ``(P, 1, 1)`` or ``(P,)``.
+        """
+        batch = tuple(batch)
+        if len(batch) > MAX_PLATE_NESTING:
+            if math.prod(batch[-MAX_PLATE_NESTING:]) != 1:
+                raise ValueError(f"weight samples have unexpected batch shape {batch}")
+            return batch[:-MAX_PLATE_NESTING]
+        while len(batch) > 1 and batch[-1] == 1:
+            batch = batch[:-1]
+        return batch
 
     def _record(self, mean: torch.Tensor, obs: torch.Tensor, scale: torch.Tensor, T_over_B: float):
         """Keep the last call's diagnostics (full-data NLL estimate, residual variance)."""
