@@ -1,31 +1,211 @@
-"""The ``pyro-razor`` command line."""
+"""The ``pyro-razor`` command line.
+
+::
+
+    pyro-razor run CONFIG [--out DIR] [--device cpu|cuda] [--seed N] [--epochs N] [--resume]
+                          [--overwrite] [--no-progress] [--no-figures]
+    pyro-razor analyse RUN_DIR [--device D]
+    pyro-razor table RUN_DIR...
+    pyro-razor ppc RUN_DIR [--variant V] [--samples N] [--horizon T] [--device D]
+    pyro-razor bench [CONFIG...] [--steps N] [--warmup N] [--device D] [--reference]
+                     [--case NAME]...
+
+User errors (missing or invalid files, bad configs, an absent CUDA device, a missing
+checkpoint) print one line ``pyro-razor: error: ...`` to stderr and exit with status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pyro_razor import __version__
 
+__all__ = ["build_parser", "main"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pyro-razor`` with its sub-commands."""
     parser = argparse.ArgumentParser(
         prog="pyro-razor",
         description="Learn conserved quantities and symmetries of Hamiltonian systems "
         "with Noether's razor (Bayesian model selection in Pyro).",
     )
     parser.add_argument("--version", action="version", version=f"pyro-razor {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="train, evaluate and analyse every variant of an experiment config",
+        description="Train the variants of CONFIG (an experiments/*.toml file), evaluate them "
+        "and write summary.json, per-variant files and figures to the output directory.",
+    )
+    run.add_argument("config", metavar="CONFIG", help="experiment TOML file")
+    run.add_argument("--out", metavar="DIR", help="output directory (default: runs/<name>)")
+    run.add_argument("--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda")
+    run.add_argument("--seed", type=_non_negative_int, metavar="N",
+                     help="training seed (also seeds the learned quantities' initialisation)")
+    run.add_argument("--epochs", type=_positive_int, metavar="N", help="override train.epochs")
+    run.add_argument("--resume", action="store_true",
+                     help="continue unfinished variants from their checkpoints; skip finished")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing run in the output directory")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-figures", action="store_true",
+                     help="skip the figures (`pyro-razor analyse DIR` draws them later)")
+
+    analyse = sub.add_parser(
+        "analyse", help="recompute rollouts, symmetry analysis and figures of a finished run"
+    )
+    analyse.add_argument("run_dir", metavar="DIR", help="run directory (with summary.json)")
+    analyse.add_argument("--device", metavar="DEVICE", help="torch device (default: the run's)")
+
+    table = sub.add_parser("table", help="paper-style results table of finished runs")
+    table.add_argument("run_dirs", metavar="DIR", nargs="+", help="run directories")
+
+    ppc = sub.add_parser("ppc", help="posterior predictive checks of a finished run (ArviZ)")
+    ppc.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
+    ppc.add_argument("--variant", help="one variant (default: all)")
+    ppc.add_argument("--samples", type=_positive_int, metavar="N",
+                     help="posterior samples")
+    ppc.add_argument("--horizon", type=_positive_int, metavar="T",
+                     help="rollout length in dt steps")
+    ppc.add_argument("--device", metavar="DEVICE", help="torch device (default: the run's)")
+
+    bench = sub.add_parser(
+        "bench", help="seconds per SVI step and peak memory",
+        description="Time SVI steps of each CONFIG's variants (default: the built-in "
+        "reference configurations of the paper's tables) on one device.",
+    )
+    bench.add_argument("configs", metavar="CONFIG", nargs="*", help="experiment TOML files")
+    bench.add_argument("--steps", type=_positive_int, default=5, metavar="N",
+                       help="timed steps per case (median reported; default 5)")
+    bench.add_argument("--warmup", type=_non_negative_int, default=1, metavar="N",
+                       help="untimed steps first (default 1)")
+    bench.add_argument("--device", metavar="DEVICE", default=None,
+                       help="torch device (default: each config's own; cpu for the reference)")
+    bench.add_argument("--reference", action="store_true",
+                       help="also run the built-in reference cases when CONFIGs are given")
+    bench.add_argument("--case", action="append", default=[], metavar="NAME",
+                       help="run only this built-in case (repeatable): ref_table1_learned, "
+                       "ref_table1_vanilla, ref_table2_n3_learned, ref_table3_learned; the "
+                       "paper-scale learned cases need tens of GiB on a CPU")
     return parser
 
 
+def _cmd_run(args) -> int:
+    from pyro_razor.config import load_experiment
+    from pyro_razor.experiment import format_table, resolve_config, resolve_device, run_experiment
+
+    config = load_experiment(args.config)
+    # Check the overrides and the device before any work.
+    resolved = resolve_config(config, device=args.device, seed=args.seed, epochs=args.epochs)
+    resolve_device(resolved.device)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    run_experiment(
+        resolved, out, resume=args.resume, progress=not args.no_progress,
+        overwrite=args.overwrite, figures=not args.no_figures,
+    )
+    print(format_table([out]), end="")
+    print(f"results in {out}")
+    return 0
+
+
+def _cmd_analyse(args) -> int:
+    from pyro_razor.experiment import analyse_run, format_table
+
+    analyse_run(args.run_dir, device=args.device)
+    print(format_table([args.run_dir]), end="")
+    print(f"figures in {Path(args.run_dir) / 'figures'}")
+    return 0
+
+
+def _cmd_table(args) -> int:
+    from pyro_razor.experiment import format_table
+
+    print(format_table(args.run_dirs), end="")
+    return 0
+
+
+def _cmd_ppc(args) -> int:
+    from pyro_razor.ppc import run_ppc
+
+    kwargs = {}
+    if args.samples is not None:
+        kwargs["samples"] = args.samples
+    if args.horizon is not None:
+        kwargs["horizon"] = args.horizon
+    if args.device is not None:
+        kwargs["device"] = args.device
+    result = run_ppc(args.run_dir, variant=args.variant, **kwargs)
+    if result is not None and not isinstance(result, (dict, list)):
+        print(result)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from pyro_razor.benchmark import format_bench, run_benchmark
+
+    results = run_benchmark(
+        args.configs, steps=args.steps, warmup=args.warmup, device=args.device,
+        reference=args.reference or bool(args.case) or not args.configs, cases=args.case,
+    )
+    print(format_bench(results), end="")
+    return 0
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "analyse": _cmd_analyse,
+    "table": _cmd_table,
+    "ppc": _cmd_ppc,
+    "bench": _cmd_bench,
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit
+    status (0 success, 2 user error, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    from pyro_razor.configio import ConfigError
+    from pyro_razor.experiment import RunError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, RunError, FileNotFoundError, IsADirectoryError) as exc:
+        print(f"pyro-razor: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyro-razor: interrupted (a run continues with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -126,8 +126,12 @@ def make_optimizer(model: NoetherRazorModel, config: TrainConfig, total_steps: i
 
     if config.cosine_annealing:
         return pyro.optim.CosineAnnealingLR(
-            {"optimizer": torch.optim.Adam, "optim_args": per_param,
-             "T_max": total_steps, "eta_min": 0.0}
+            {
+                "optimizer": torch.optim.Adam,
+                "optim_args": per_param,
+                "T_max": total_steps,
+                "eta_min": 0.0,
+            }
         )
     return pyro.optim.Adam(per_param)
 
@@ -154,9 +158,7 @@ def posterior_second_moments(guide, sites: Sequence[str], *args, num_samples: in
 
 def _trace_pair(model, guide, *args, **kwargs):
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     return guide_trace, model_trace
 
 
@@ -184,8 +186,9 @@ def kl_divergence_estimate(
         guide_trace, model_trace = _trace_pair(model, guide, *args)
         guide_trace.compute_log_prob()
         model_trace.compute_log_prob()
-        log_q = sum(site["log_prob_sum"] for site in guide_trace.nodes.values()
-                    if site["type"] == "sample")
+        log_q = sum(
+            site["log_prob_sum"] for site in guide_trace.nodes.values() if site["type"] == "sample"
+        )
         log_p = sum(model_trace.nodes[s]["log_prob_sum"] for s in model.weight_sites)
         total += float(log_q - log_p) / num_samples
     return total
@@ -419,16 +422,26 @@ def train(
         record["lr"] = _current_lr(optimizer, config)
         history.append(record)
         bar.set_postfix(
-            {"-ELBO/N": f"{record['neg_elbo_per_n']:.3f}", "NLL/N": f"{record['nll_per_n']:.3f}",
-             "KL/N": f"{record['kl_per_n']:.3f}", "MSE": f"{record['train_mse']:.2e}"},
+            {
+                "-ELBO/N": f"{record['neg_elbo_per_n']:.3f}",
+                "NLL/N": f"{record['nll_per_n']:.3f}",
+                "KL/N": f"{record['kl_per_n']:.3f}",
+                "MSE": f"{record['train_mse']:.2e}",
+            },
             refresh=False,
         )
         last = epoch + 1 == config.epochs
         due = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
         if checkpoint is not None and (last or due):
             save_checkpoint(
-                checkpoint, model=model, guide=guide, optimizer=optimizer, epoch=epoch + 1,
-                history=history, config=config, batch_rng=batch_rng,
+                checkpoint,
+                model=model,
+                guide=guide,
+                optimizer=optimizer,
+                epoch=epoch + 1,
+                history=history,
+                config=config,
+                batch_rng=batch_rng,
             )
         if callback is not None:
             callback(epoch + 1, record)

@@ -252,9 +252,7 @@ def lie_bracket(G1: torch.Tensor, G2: torch.Tensor) -> torch.Tensor:
     return G1 @ G2 - G2 @ G1
 
 
-def flow_matrices(
-    generators: torch.Tensor, tau: torch.Tensor, scale: float = 1.0
-) -> torch.Tensor:
+def flow_matrices(generators: torch.Tensor, tau: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Group elements ``expm(scale * sum_k tau_k G_k)`` for a batch of symmetry times.
 
     Args:
@@ -266,9 +264,7 @@ def flow_matrices(
         ``(..., M+1, M+1)`` transform matrices, one ``matrix_exp`` per sample, batched.
     """
     if generators.dim() != 3 or generators.shape[-1] != generators.shape[-2]:
-        raise ValueError(
-            f"generators must have shape (K, M+1, M+1), got {tuple(generators.shape)}"
-        )
+        raise ValueError(f"generators must have shape (K, M+1, M+1), got {tuple(generators.shape)}")
     if tau.shape[-1] != generators.shape[0]:
         raise ValueError(
             f"tau has {tau.shape[-1]} symmetry times per sample but there are "
@@ -322,7 +318,9 @@ class SymmetryMeasure:
                 f"unknown symmetry measure {self.kind!r}; choose one of {_MEASURE_KINDS}"
             )
         if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"symmetry measure scale must be positive and finite, got {self.scale}")
+            raise ValueError(
+                f"symmetry measure scale must be positive and finite, got {self.scale}"
+            )
 
     def sample(
         self,

@@ -39,7 +39,9 @@ def sho_transitions(T=5, points=4, dt=0.2, seed=0):
     x0 = torch.randn(T, 2, generator=g, dtype=DT)
     t = torch.arange(points, dtype=DT) * dt
     q0, p0 = x0[:, :1], x0[:, 1:]
-    traj = torch.stack([q0 * torch.cos(t) + p0 * torch.sin(t), -q0 * torch.sin(t) + p0 * torch.cos(t)], -1)
+    traj = torch.stack(
+        [q0 * torch.cos(t) + p0 * torch.sin(t), -q0 * torch.sin(t) + p0 * torch.cos(t)], -1
+    )
     return traj[:, :-1], traj[:, 1:]
 
 
@@ -91,7 +93,9 @@ def test_linear_network_gradient_is_constant():
 def test_symmetrised_vector_field_is_J_grad_of_H_hat():
     """The model's vector field equals J times the autograd gradient of the same H_hat."""
     weights = random_weights((4, 16, 16, 1))
-    G = generator_matrix(*(lambda A: (A + A.T, torch.randn(4, dtype=DT)))(torch.randn(4, 4, dtype=DT)))
+    G = generator_matrix(
+        *(lambda A: (A + A.T, torch.randn(4, dtype=DT)))(torch.randn(4, 4, dtype=DT))
+    )
     T = flow_matrices(G[None], 0.3 * torch.randn(6, 1, dtype=DT))
     H = SymmetrisedHamiltonian(weights, get_activation("elu"), T)
     x = torch.randn(3, 5, 4, dtype=DT, requires_grad=True)
@@ -109,11 +113,17 @@ def test_oracle_symmetrisation_is_invariant_along_the_true_flow():
     """
     torch.manual_seed(0)
     weights = random_weights((2, 32, 32, 1), P=2)
-    tau = SymmetryMeasure("cube", math.pi).sample(4000, 1, dtype=DT, generator=torch.Generator().manual_seed(1))
-    H_sym = SymmetrisedHamiltonian(weights, get_activation("elu"), flow_matrices(sho_generator(), tau))
+    tau = SymmetryMeasure("cube", math.pi).sample(
+        4000, 1, dtype=DT, generator=torch.Generator().manual_seed(1)
+    )
+    H_sym = SymmetrisedHamiltonian(
+        weights, get_activation("elu"), flow_matrices(sho_generator(), tau)
+    )
     H_raw = SymmetrisedHamiltonian(weights, get_activation("elu"), None)
     angles = torch.linspace(0, 2 * math.pi, 50, dtype=DT)
-    x = torch.stack([1.3 * torch.cos(angles), 1.3 * torch.sin(angles)], -1)  # one orbit of radius 1.3
+    x = torch.stack(
+        [1.3 * torch.cos(angles), 1.3 * torch.sin(angles)], -1
+    )  # one orbit of radius 1.3
     ratio = H_sym.energy(x).var(dim=1) / H_raw.energy(x).var(dim=1)
     print("variance ratio along the SO(2) orbit:", ratio.tolist())
     assert (ratio < 1e-2).all()
@@ -136,7 +146,9 @@ def small_model(kind="learned", prior=None, **kw):
     elif kind == "oracle":
         model = NoetherRazorModel.oracle(sho_generator(), 0.2, **base)
     else:
-        model = NoetherRazorModel.learned(2, 0.2, 2, init_std=0.1, generator=torch.Generator().manual_seed(0), **base)
+        model = NoetherRazorModel.learned(
+            2, 0.2, 2, init_std=0.1, generator=torch.Generator().manual_seed(0), **base
+        )
     return model.to(dtype=DT)
 
 
@@ -145,12 +157,18 @@ def test_model_sites_shapes_and_plates():
     model = small_model()
     trace = poutine.trace(model).get_trace(states, nxt)
     assert [n for n, s in trace.nodes.items() if s["type"] == "sample"] == [
-        "hamiltonian_net.weight0", "hamiltonian_net.weight1", "trajectories", "obs", "time"
+        "hamiltonian_net.weight0",
+        "hamiltonian_net.weight1",
+        "trajectories",
+        "obs",
+        "time",
     ] or set(model.weight_sites) <= set(trace.nodes)
     assert trace.nodes["hamiltonian_net.weight0"]["value"].shape == (8, 3)
     assert trace.nodes["hamiltonian_net.weight1"]["value"].shape == (1, 9)
     assert trace.nodes["obs"]["fn"].batch_shape == (5, 3)
-    assert {"quantities.W", "quantities.b"} <= {n for n, s in trace.nodes.items() if s["type"] == "param"}
+    assert {"quantities.W", "quantities.b"} <= {
+        n for n, s in trace.nodes.items() if s["type"] == "param"
+    }
     # subsampling: the likelihood is scaled by T / B
     trace = poutine.trace(model).get_trace(states, nxt, subsample=torch.tensor([0, 3]))
     assert trace.nodes["obs"]["value"].shape == (2, 3, 2)
@@ -173,15 +191,17 @@ def test_gradients_reach_eta_guide_and_learned_prior():
     states, nxt = sho_transitions()
     model = small_model(prior=LearnedVariancePrior(1.0))
     guide = MatrixNormalGuide(model, init_scale=1e-2)
-    loss = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=2).differentiable_loss(
-        model, guide, states, nxt
-    )
+    loss = Trace_ELBO(
+        num_particles=3, vectorize_particles=True, max_plate_nesting=2
+    ).differentiable_loss(model, guide, states, nxt)
     loss.backward()
     store = pyro.get_param_store()
     names = set(store.keys())
     expected = {"quantities.W", "quantities.b", "hamiltonian_net.prior.variance"}
     assert expected <= names
-    assert any(n.startswith("MatrixNormalGuide.locs.") for n in names) and any(n.startswith("MatrixNormalGuide.scale_tril_cols.") for n in names)
+    assert any(n.startswith("MatrixNormalGuide.locs.") for n in names) and any(
+        n.startswith("MatrixNormalGuide.scale_tril_cols.") for n in names
+    )
     for name in names:
         grad = store._params[name].grad
         assert grad is not None, name
@@ -193,7 +213,9 @@ def test_oracle_has_no_learnable_eta_and_vanilla_no_transforms():
     assert small_model("vanilla").transforms() is None
     states, nxt = sho_transitions()
     trace = poutine.trace(small_model("oracle")).get_trace(states, nxt)
-    assert not any(n.startswith("quantities") for n, s in trace.nodes.items() if s["type"] == "param")
+    assert not any(
+        n.startswith("quantities") for n, s in trace.nodes.items() if s["type"] == "param"
+    )
 
 
 @pytest.mark.parametrize("num_particles", [1, 4])
@@ -202,7 +224,9 @@ def test_model_runs_under_predictive_and_vectorised_particles(num_particles):
     model = small_model()
     guide = MatrixNormalGuide(model)
     guide(states, nxt)
-    draws = Predictive(model, guide=guide, num_samples=num_particles, parallel=True, return_sites=["obs"])(states)
+    draws = Predictive(
+        model, guide=guide, num_samples=num_particles, parallel=True, return_sites=["obs"]
+    )(states)
     assert draws["obs"].shape == (num_particles, 5, 3, 2)
     assert torch.isfinite(draws["obs"]).all()
 
@@ -227,13 +251,19 @@ def _linear_model_and_exact_evidence(prior_variance=0.5, sigma2=1e-2):
     dt J w and the evidence is Gaussian in closed form."""
     states, nxt = sho_transitions(T=4, points=5)
     model = NoetherRazorModel.vanilla(
-        2, 0.2, hidden=(), prior=FixedVariancePrior(prior_variance), noise=make_noise("fixed", sigma2),
+        2,
+        0.2,
+        hidden=(),
+        prior=FixedVariancePrior(prior_variance),
+        noise=make_noise("fixed", sigma2),
         integrator_steps=3,
     ).to(dtype=DT)
     r = (nxt - states).reshape(-1, 2)  # (N, M): r = dt * J w + noise, coordinate-wise independent
     N = r.shape[0]
     cov = sigma2 * torch.eye(N, dtype=DT) + 0.2**2 * prior_variance * torch.ones(N, N, dtype=DT)
-    log_z = sum(dist.MultivariateNormal(torch.zeros(N, dtype=DT), cov).log_prob(r[:, m]) for m in range(2))
+    log_z = sum(
+        dist.MultivariateNormal(torch.zeros(N, dtype=DT), cov).log_prob(r[:, m]) for m in range(2)
+    )
     # exact posterior of u = J w: N(mu, s2 I) per coordinate; w = -J u
     s2 = 1.0 / (1.0 / prior_variance + N * 0.2**2 / sigma2)
     mu = s2 * 0.2 / sigma2 * r.sum(0)
@@ -250,27 +280,37 @@ def test_elbo_equals_exact_evidence_at_the_exact_posterior_and_bounds_it_otherwi
     site = model.weight_sites[0]
     prior_sd = 0.5**0.5
     with torch.no_grad():
-        store[f"MatrixNormalGuide.locs.{site}"] = torch.cat([w_mean, torch.zeros(1, dtype=DT)])[None]
+        store[f"MatrixNormalGuide.locs.{site}"] = torch.cat([w_mean, torch.zeros(1, dtype=DT)])[
+            None
+        ]
         store[f"MatrixNormalGuide.scale_tril_rows.{site}"] = torch.ones(1, 1, dtype=DT)
-        store[f"MatrixNormalGuide.scale_tril_cols.{site}"] = torch.diag(torch.tensor([s2**0.5, s2**0.5, prior_sd], dtype=DT))
+        store[f"MatrixNormalGuide.scale_tril_cols.{site}"] = torch.diag(
+            torch.tensor([s2**0.5, s2**0.5, prior_sd], dtype=DT)
+        )
     elbo = Trace_ELBO(num_particles=50, vectorize_particles=True, max_plate_nesting=2)
     # at the exact posterior every particle's log-weight equals log Z: no Monte-Carlo error
     assert -elbo.loss(model, guide, states, nxt) == pytest.approx(log_z, abs=1e-8)
     with torch.no_grad():  # a worse posterior gives a strictly lower bound
-        store[f"MatrixNormalGuide.scale_tril_cols.{site}"] = torch.diag(torch.tensor([3 * s2**0.5, s2**0.5, prior_sd], dtype=DT))
+        store[f"MatrixNormalGuide.scale_tril_cols.{site}"] = torch.diag(
+            torch.tensor([3 * s2**0.5, s2**0.5, prior_sd], dtype=DT)
+        )
     worse = torch.tensor([-elbo.loss(model, guide, states, nxt) for _ in range(20)])
     assert worse.mean() + 4 * worse.std() / 20**0.5 < log_z
 
 
 def test_guide_training_approaches_the_exact_evidence():
-    from pyro_razor.inference import TrainConfig, kl_divergence_estimate, evaluate, train
+    from pyro_razor.inference import TrainConfig, evaluate, kl_divergence_estimate, train
 
     model, states, nxt, log_z, _, _ = _linear_model_and_exact_evidence()
     guide = MatrixNormalGuide(model, init_scale=0.1)
-    train(model, guide, states, nxt, TrainConfig(epochs=600, num_particles=8, lr=3e-2), progress=False)
+    train(
+        model, guide, states, nxt, TrainConfig(epochs=600, num_particles=8, lr=3e-2), progress=False
+    )
     N = states.shape[0] * states.shape[1]
-    elbo = -(evaluate(model, guide, states, nxt, num_samples=400)["nll_per_n"] * N
-             + kl_divergence_estimate(model, guide, states))
+    elbo = -(
+        evaluate(model, guide, states, nxt, num_samples=400)["nll_per_n"] * N
+        + kl_divergence_estimate(model, guide, states)
+    )
     print("ELBO", elbo, "log Z", log_z)
     assert elbo <= log_z + 0.5  # a bound (0.5 nats of Monte-Carlo slack)
     assert elbo >= log_z - 1.0  # and a tight one after training
@@ -305,7 +345,9 @@ def test_closed_form_prior_with_matrix_normal_guide_matches_eq17():
     guide = MatrixNormalGuide(model, init_scale=0.3)
     guide(states, nxt)
     model.hamiltonian_net.prior.update(posterior_second_moments(guide, model.weight_sites))
-    expected = torch.stack([kl_minimising_variance(guide.distribution(s)) for s in model.weight_sites])
+    expected = torch.stack(
+        [kl_minimising_variance(guide.distribution(s)) for s in model.weight_sites]
+    )
     torch.testing.assert_close(model.hamiltonian_net.prior.variances(), expected)
 
 
@@ -320,7 +362,9 @@ def test_empirical_noise_update():
 # --------------------------------------------------------------------- bad input
 def test_model_rejects_bad_data_and_settings():
     model = small_model()
-    with pytest.raises(ValueError, match=r"states must have shape \(trajectories, transitions, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"states must have shape \(trajectories, transitions, 2\)"
+    ):
         model(torch.zeros(5, 2))
     with pytest.raises(ValueError, match="next_states must have the shape of states"):
         model(torch.zeros(5, 3, 2), torch.zeros(5, 2, 2))

@@ -282,7 +282,9 @@ def test_flow_shape_errors():
     with pytest.raises(ValueError, match="tau has 2 symmetry times per sample but there are 1"):
         flow_matrices(G, torch.zeros(3, 2, dtype=DT))
     T = flow_matrices(G, torch.zeros(3, 1, dtype=DT))
-    with pytest.raises(ValueError, match=r"transforms must have shape \(\.\.\., 7, 7\) to act on points with M = 6"):
+    with pytest.raises(
+        ValueError, match=r"transforms must have shape \(\.\.\., 7, 7\) to act on points with M = 6"
+    ):
         apply_flow(T, torch.zeros(2, 6, dtype=DT))
 
 

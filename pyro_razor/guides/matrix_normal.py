@@ -141,8 +141,9 @@ class MatrixNormalGuide(AutoGuide):
         """The latent sites this guide covers (available after the first call)."""
         if self.prototype_trace is None:
             raise RuntimeError("call the guide once (with the model's arguments) first")
-        return [n for n, s in self.prototype_trace.iter_stochastic_nodes()
-                if not site_is_subsample(s)]
+        return [
+            n for n, s in self.prototype_trace.iter_stochastic_nodes() if not site_is_subsample(s)
+        ]
 
     @torch.no_grad()
     def distribution(self, name: str) -> MatrixNormal:
@@ -159,4 +160,3 @@ class MatrixNormalGuide(AutoGuide):
     def second_moment(self, name: str) -> torch.Tensor:
         """``E_q |theta|_F^2 = Tr S Tr A + |M|_F^2`` of site ``name`` (appendix D.3)."""
         return self.distribution(name).second_moment()
-

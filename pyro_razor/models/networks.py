@@ -131,9 +131,7 @@ class BayesianMLP(PyroModule):
             raise ValueError(f"hidden widths must be positive, got {hidden}")
         widths = (in_dim, *hidden, 1)
         self.activation = activation
-        self.layer_shapes = tuple(
-            (widths[i + 1], widths[i] + 1) for i in range(len(widths) - 1)
-        )
+        self.layer_shapes = tuple((widths[i + 1], widths[i] + 1) for i in range(len(widths) - 1))
         self.prior = prior
         self.prior.setup(self.layer_shapes)
         self.register_buffer("_anchor", torch.zeros(()))  # carries device and dtype

@@ -72,7 +72,8 @@ class FixedVariancePrior(LayerGaussianPrior):
     def setup(self, layer_shapes: Sequence[tuple[int, int]]) -> None:
         super().setup(layer_shapes)
         self.register_buffer(
-            "_variances", torch.full((len(self.layer_shapes),), self.initial_variance, dtype=torch.float64)
+            "_variances",
+            torch.full((len(self.layer_shapes),), self.initial_variance, dtype=torch.float64),
         )
 
     def variances(self) -> torch.Tensor:
@@ -113,7 +114,8 @@ class ClosedFormVariancePrior(LayerGaussianPrior):
     def setup(self, layer_shapes: Sequence[tuple[int, int]]) -> None:
         super().setup(layer_shapes)
         self.register_buffer(
-            "_variances", torch.full((len(self.layer_shapes),), self.initial_variance, dtype=torch.float64)
+            "_variances",
+            torch.full((len(self.layer_shapes),), self.initial_variance, dtype=torch.float64),
         )
 
     def variances(self) -> torch.Tensor:

@@ -1,0 +1,317 @@
+"""Typed experiment configs: one TOML file describes one paper experiment (DESIGN.md section 4).
+
+An :class:`ExperimentConfig` is a frozen tree of dataclasses, read strictly from TOML by
+:func:`load_experiment` (unknown keys, wrong types and impossible values raise
+:class:`~pyro_razor.configio.ConfigError` naming the dotted key) and written back by
+:func:`pyro_razor.configio.dump_toml` as the resolved config of a run::
+
+    name = "table1_sho_quick"
+    variants = ["vanilla", "learned", "oracle"]
+    device = "cpu"
+    dtype = "float32"
+
+    [data]       # -> DataConfig -> systems.DatasetSpec
+    system = "sho"
+    ...
+    [model]      # -> ModelConfig: F_theta, prior, noise, integrator, measure mu(tau), K
+    [guide]      # -> GuideConfig: the variational family
+    [train]      # -> inference.TrainConfig: epochs, batch size, particles, learning rates
+    [evaluation] # -> EvaluationConfig: metrics, long-horizon rollouts, symmetry analysis
+
+The three variants share every setting; they differ only in the conserved quantities of the
+model: none (``"vanilla"`` HNN, ``K = 0``), ``model.num_quantities`` learnable quadratic ones
+(``"learned"``), or the system's ground-truth generators (``"oracle"``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from pyro_razor.configio import ConfigError, load_config
+from pyro_razor.inference import TrainConfig
+from pyro_razor.systems import DatasetSpec
+
+__all__ = [
+    "VARIANTS",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "GuideConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "load_experiment",
+]
+
+VARIANTS = ("vanilla", "learned", "oracle")
+"""The model variants an experiment can train, in their canonical order."""
+
+Variant = Literal["vanilla", "learned", "oracle"]
+
+
+def _positive(value: float, name: str) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+
+
+def _at_least(value: int, minimum: int, name: str) -> None:
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset: a :class:`~pyro_razor.systems.DatasetSpec` in config form.
+
+    Attributes:
+        system: ``"sho"``, ``"oscillators"`` or ``"nbody"``.
+        system_params: keyword arguments of the system (e.g. ``{n = 3}``; n-body: ``n, dim,
+            masses, G, softening, shift_std, momentum_std``).
+        n_train, train_points: training trajectories and states per trajectory; the number of
+            transitions is ``N = n_train * (train_points - 1)``.
+        n_test, test_points: the same for the test set (and every extra test set).
+        dt: time between stored states.
+        seed: data seed (independent of the training seed).
+        extra_test_sets: the system's extra test sets, e.g. ``["moved", "wider"]`` (n-body).
+    """
+
+    system: str
+    system_params: dict[str, int | float | tuple[float, ...]] = field(default_factory=dict)
+    n_train: int = 200
+    train_points: int = 51
+    n_test: int = 100
+    test_points: int = 51
+    dt: float = 0.3
+    seed: int = 0
+    extra_test_sets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _at_least(self.n_train, 1, "n_train")
+        _at_least(self.n_test, 1, "n_test")
+        _at_least(self.train_points, 2, "train_points")
+        _at_least(self.test_points, 2, "test_points")
+        _at_least(self.seed, 0, "seed")
+        _positive(self.dt, "dt")
+        self.spec()  # validates the system, its parameters and the extra test sets
+
+    def spec(self) -> DatasetSpec:
+        """The equivalent :class:`~pyro_razor.systems.DatasetSpec`."""
+        return DatasetSpec(
+            system=self.system,
+            system_params=dict(self.system_params),
+            n_train=self.n_train,
+            train_points=self.train_points,
+            n_test=self.n_test,
+            test_points=self.test_points,
+            dt=self.dt,
+            seed=self.seed,
+            extra_test_sets=self.extra_test_sets,
+        )
+
+    @property
+    def n_transitions(self) -> int:
+        """``N = n_train * (train_points - 1)``, the divisor of every per-transition figure."""
+        return self.n_train * (self.train_points - 1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The Bayesian HNN ``F_theta``, its symmetrisation and its likelihood.
+
+    Attributes:
+        hidden: hidden widths of ``F_theta`` (at least one layer), e.g. ``[200, 200]``.
+        activation: ``"elu"``, ``"tanh"``, ``"softplus"`` or ``"silu"``.
+        elu_alpha: ``alpha`` of ELU.
+        prior: how the per-layer prior variance ``v_l`` is chosen: ``"fixed"``, ``"learned"``
+            (gradient) or ``"closed_form"`` (appendix D.3, the default).
+        prior_variance: the (initial) prior variance.
+        noise: ``"fixed"`` or ``"empirical"`` output noise ``sigma^2_data`` (appendix D.2).
+        noise_variance: the (initial) ``sigma^2_data`` (paper: 0.001).
+        integrator: ``"euler"`` (paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
+        integrator_steps: sub-steps per ``dt`` in the likelihood (paper: 20).
+        tau_samples: ``S``, symmetrisation samples per training step.
+        measure: ``mu(tau)``: ``"ball"`` (unit L2 ball), ``"cube"`` (``[-1, 1]^K``) or
+            ``"normal"``.
+        measure_scale: factor multiplying ``tau`` (reference code: ``pi``).
+        num_quantities: ``K``, learnable quantities of the ``"learned"`` variant.
+        eta_init_std: ``W, b ~ N(0, eta_init_std^2)`` initially (0: identity flow).
+        eta_seed: seed of that initialisation.
+    """
+
+    hidden: tuple[int, ...] = (200, 200)
+    activation: Literal["elu", "tanh", "softplus", "silu"] = "elu"
+    elu_alpha: float = 1.0
+    prior: Literal["fixed", "learned", "closed_form"] = "closed_form"
+    prior_variance: float = 1.0
+    noise: Literal["fixed", "empirical"] = "fixed"
+    noise_variance: float = 1e-3
+    integrator: Literal["euler", "rk4", "leapfrog", "midpoint"] = "euler"
+    integrator_steps: int = 20
+    tau_samples: int = 100
+    measure: Literal["ball", "cube", "normal"] = "ball"
+    measure_scale: float = math.pi
+    num_quantities: int = 1
+    eta_init_std: float = 0.0
+    eta_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.hidden) == 0:
+            raise ValueError("hidden must list at least one hidden-layer width, e.g. [200, 200]")
+        for i, width in enumerate(self.hidden):
+            _at_least(width, 1, f"hidden[{i}]")
+        for name in ("elu_alpha", "prior_variance", "noise_variance", "measure_scale"):
+            _positive(getattr(self, name), name)
+        _at_least(self.integrator_steps, 1, "integrator_steps")
+        _at_least(self.tau_samples, 1, "tau_samples")
+        _at_least(self.num_quantities, 0, "num_quantities")
+        if not (self.eta_init_std >= 0 and math.isfinite(self.eta_init_std)):
+            raise ValueError(f"eta_init_std must be >= 0 and finite, got {self.eta_init_std}")
+        _at_least(self.eta_seed, 0, "eta_seed")
+
+
+@dataclass(frozen=True)
+class GuideConfig:
+    """The variational family over the network weights.
+
+    Attributes:
+        kind: ``"matrix_normal"`` (per-layer matrix normal, appendix D.1), ``"auto_normal"``
+            (mean field), ``"auto_lowrank"`` (low-rank multivariate normal), ``"auto_delta"``
+            (MAP; its "KL" is then ``-log p(theta)``) or ``"auto_diagonal"``.
+        init_scale: initial posterior standard deviation of each weight.
+        rank: rank of ``"auto_lowrank"`` (default: Pyro's ``sqrt`` of the dimension).
+    """
+
+    kind: Literal[
+        "matrix_normal", "auto_normal", "auto_lowrank", "auto_delta", "auto_diagonal"
+    ] = "matrix_normal"
+    init_scale: float = 1e-3
+    rank: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive(self.init_scale, "init_scale")
+        if self.rank is not None:
+            _at_least(self.rank, 1, "rank")
+            if self.kind != "auto_lowrank":
+                raise ValueError(f"rank applies only to kind 'auto_lowrank', not {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Evaluation after training.
+
+    Attributes:
+        num_samples: weight samples from the posterior for the metrics.
+        tau_samples: symmetrisation samples at evaluation (more than in training: the
+            S-sample estimate of ``H_hat`` is noisy, DESIGN.md section 4).
+        rollout_points: states per long-horizon rollout, the start included (so the horizon is
+            ``(rollout_points - 1) dt``); choose it well past ``train_points``.
+        rollout_trajectories: test initial conditions rolled out.
+        threshold: singular values above ``threshold`` (relative to the largest) count as
+            significant (paper section 5.1: 0.05).
+        min_norm: ...and only if their absolute size is at least ``min_norm`` (a collapsed
+            generator moves no point; DESIGN.md section 3).
+        parallel_level: parallelness that counts as a recovered direction (paper: 0.99 for
+            oscillators, 0.95 for the 3-body system).
+        grid: points per axis of the phase-portrait grids (2-d systems).
+        chunk_size: trajectories evaluated at once (lower it if evaluation runs out of
+            memory: a chunk holds ``chunk_size x transitions x tau_samples`` points).
+    """
+
+    num_samples: int = 8
+    tau_samples: int = 512
+    rollout_points: int = 201
+    rollout_trajectories: int = 10
+    threshold: float = 0.05
+    min_norm: float = 0.1
+    parallel_level: float = 0.99
+    grid: int = 61
+    chunk_size: int = 64
+
+    def __post_init__(self) -> None:
+        _at_least(self.num_samples, 1, "num_samples")
+        _at_least(self.tau_samples, 1, "tau_samples")
+        _at_least(self.rollout_points, 2, "rollout_points")
+        _at_least(self.rollout_trajectories, 1, "rollout_trajectories")
+        _at_least(self.grid, 2, "grid")
+        _at_least(self.chunk_size, 1, "chunk_size")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not (self.min_norm >= 0 and math.isfinite(self.min_norm)):
+            raise ValueError(f"min_norm must be >= 0 and finite, got {self.min_norm}")
+        if not 0 < self.parallel_level <= 1:
+            raise ValueError(f"parallel_level must be in (0, 1], got {self.parallel_level}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: a dataset, a model family and how to train and evaluate its variants.
+
+    Attributes:
+        name: run name (default output directory ``runs/<name>``).
+        variants: which of ``"vanilla"``, ``"learned"``, ``"oracle"`` to train (no repeats).
+        data, model, guide, train, evaluation: the sections above.
+        device: a torch device string, ``"cpu"`` or ``"cuda"`` / ``"cuda:1"``.
+        dtype: ``"float32"`` (fast) or ``"float64"``.
+    """
+
+    name: str
+    variants: tuple[Variant, ...]
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\" + os.sep) or self.name in (".", ".."):
+            raise ConfigError(
+                f"key 'name': must be a non-empty file name without slashes, got {self.name!r}"
+            )
+        if not self.variants:
+            raise ConfigError(f"key 'variants': list at least one of {list(VARIANTS)}")
+        if len(set(self.variants)) != len(self.variants):
+            raise ConfigError(f"key 'variants': repeated variant in {list(self.variants)}")
+        if "learned" in self.variants and self.model.num_quantities < 1:
+            raise ConfigError(
+                "key 'model.num_quantities': the 'learned' variant needs K >= 1 learnable "
+                f"quantities, got {self.model.num_quantities}"
+            )
+        if "oracle" in self.variants and not self.data.spec().make_system().conserved_quantities:
+            raise ConfigError(
+                f"key 'variants': system {self.data.system!r} has no ground-truth generators, "
+                "so it has no 'oracle' variant"
+            )
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                f"key 'device': {self.device!r} is not a torch device (use 'cpu' or 'cuda')"
+            ) from exc
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"key 'device': unsupported device type {device.type!r}")
+        if self.train.batch_size is not None and self.train.batch_size > self.data.n_train:
+            raise ConfigError(
+                f"key 'train.batch_size': {self.train.batch_size} trajectories per batch but "
+                f"only data.n_train = {self.data.n_train}; leave it out for full batch"
+            )
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``torch.float32`` or ``torch.float64``."""
+        return torch.float32 if self.dtype == "float32" else torch.float64
+
+
+def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
+    """Read an experiment TOML file strictly.
+
+    Raises:
+        ConfigError: missing file, invalid TOML, unknown key, wrong type or impossible value;
+            the message starts with the file path and names the dotted key.
+    """
+    return load_config(path, ExperimentConfig)

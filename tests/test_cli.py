@@ -1,0 +1,203 @@
+"""The ``pyro-razor`` command line: sub-commands, output, and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyro_razor import __version__
+from pyro_razor.cli import main
+from pyro_razor.configio import dump_toml
+
+TINY = {
+    "name": "tiny_cli",
+    "variants": ["vanilla", "learned"],
+    "data": {"system": "sho", "n_train": 3, "train_points": 4, "n_test": 3, "test_points": 5,
+             "dt": 0.2},
+    "model": {"hidden": [8], "integrator_steps": 2, "tau_samples": 4, "measure": "cube",
+              "num_quantities": 1, "eta_init_std": 0.1},
+    "train": {"epochs": 2, "num_particles": 2, "lr": 0.01},
+    "evaluation": {"num_samples": 2, "tau_samples": 8, "rollout_points": 8,
+                   "rollout_trajectories": 2, "grid": 9},
+}
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("PYRO_RAZOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def write_config(path: Path, data: dict = TINY) -> Path:
+    path.write_text(dump_toml(data))
+    return path
+
+
+def one_line_error(capsys) -> str:
+    """stderr must be exactly one ``pyro-razor: error: ...`` line, without a traceback."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pyro-razor: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """``pyro-razor run`` of the tiny config with the default output directory."""
+    work = tmp_path_factory.mktemp("cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("PYRO_RAZOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        config = write_config(work / "tiny.toml")
+        code = main(["run", str(config), "--no-progress", "--seed", "3"])
+    return code, work / "runs" / "tiny_cli"
+
+
+# ----------------------------------------------------------------------------- basics
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "analyse", "table", "ppc", "bench"):
+        assert command in out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--out", "--device", "--seed", "--epochs", "--resume", "--no-progress"):
+        assert option in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyro-razor {__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "usage: pyro-razor" in capsys.readouterr().out
+
+
+def test_argparse_rejects_bad_numbers(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "x.toml", "--epochs", "-3"])
+    assert info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- run / table / analyse
+
+
+def test_run_writes_default_out_dir_and_prints_table(finished_run):
+    code, out = finished_run
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["variants"]) == ["vanilla", "learned"]
+    assert summary["variants"]["learned"]["epochs"] == 2
+    config = (out / "config.toml").read_text()
+    assert "seed = 3" in config  # the --seed override is part of the resolved config
+
+
+def test_table_prints_every_variant(finished_run, capsys):
+    _, out = finished_run
+    assert main(["table", str(out), str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("| HNN + learned symmetry |") == 2
+    summary = json.loads((out / "summary.json").read_text())
+    row = next(line for line in text.splitlines() if line.startswith("| HNN |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[4]) == pytest.approx(summary["variants"]["vanilla"]["neg_elbo_per_n"],
+                                            rel=5e-4)
+
+
+def test_analyse_rewrites_figures(finished_run, capsys):
+    _, out = finished_run
+    (out / "figures" / "rollouts.png").unlink()
+    assert main(["analyse", str(out)]) == 0
+    assert (out / "figures" / "rollouts.png").is_file()
+    assert "HNN + learned symmetry" in capsys.readouterr().out
+
+
+def test_rerun_into_existing_dir_needs_resume(finished_run, capsys, monkeypatch):
+    _, out = finished_run
+    config = write_config(out.parent.parent / "again.toml")
+    assert main(["run", str(config), "--out", str(out), "--no-progress"]) == 2
+    assert "--resume" in one_line_error(capsys)
+    # --resume with the same settings (the saved config has seed 3) trains nothing
+    from pyro_razor import inference
+
+    monkeypatch.setattr(inference, "train", lambda *a, **k: pytest.fail("trained again"))
+    code = main(["run", str(config), "--out", str(out), "--no-progress", "--resume",
+                 "--seed", "3", "--no-figures"])
+    assert code == 0
+
+
+def test_bench_prints_a_table(tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.toml", {**TINY, "variants": ["learned"]})
+    assert main(["bench", str(config), "--steps", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("| case | variant | device | s/step (median)")
+    assert len(out) == 3 and out[2].startswith("| tiny_cli | learned | cpu |")
+    seconds = float(out[2].split("|")[4])
+    assert seconds > 0
+
+
+def test_ppc_forwards_its_options(monkeypatch, tmp_path):
+    import pyro_razor.ppc
+
+    calls = []
+    monkeypatch.setattr(pyro_razor.ppc, "run_ppc", lambda *a, **k: calls.append((a, k)) or {})
+    assert main(["ppc", str(tmp_path), "--variant", "learned", "--samples", "5",
+                 "--horizon", "7"]) == 0
+    assert calls == [((str(tmp_path),), {"variant": "learned", "samples": 5, "horizon": 7})]
+    assert main(["ppc", str(tmp_path)]) == 0
+    assert calls[1] == ((str(tmp_path),), {"variant": None})
+
+
+# ----------------------------------------------------------------------------- user errors
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "config file not found" in one_line_error(capsys)
+
+
+def test_bad_config_names_the_key(tmp_path, capsys):
+    bad = {**TINY, "model": {**TINY["model"], "hiden": [8]}}
+    assert main(["run", str(write_config(tmp_path / "bad.toml", bad))]) == 2
+    line = one_line_error(capsys)
+    assert "unknown key 'model.hiden'" in line and "did you mean 'hidden'" in line
+    bad = {**TINY, "train": {**TINY["train"], "epochs": -1}}
+    assert main(["run", str(write_config(tmp_path / "bad.toml", bad))]) == 2
+    assert "epochs must be >= 1" in one_line_error(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda(tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.toml")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--device", "cuda", "--out", str(out)]) == 2
+    assert "CUDA is not available" in one_line_error(capsys)
+    assert not out.exists()  # nothing was done
+    assert main(["bench", str(config), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in one_line_error(capsys)
+
+
+def test_bench_unknown_case(capsys):
+    assert main(["bench", "--case", "ref_table9"]) == 2
+    assert "unknown benchmark case(s) ['ref_table9']" in one_line_error(capsys)
+
+
+def test_analyse_and_table_of_a_dir_without_summary(tmp_path, capsys):
+    assert main(["analyse", str(tmp_path)]) == 2
+    assert "no summary.json" in one_line_error(capsys)
+    assert main(["table", str(tmp_path)]) == 2
+    assert "no summary.json" in one_line_error(capsys)
