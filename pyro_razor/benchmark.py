@@ -246,9 +246,11 @@ def run_benchmark(
     reference: bool = False,
     progress: bool = True,
     cases: Sequence[str] = (),
+    checkpoint_steps: bool = False,
 ) -> list[BenchResult]:
     """Benchmark every variant of each config file, and the reference cases if ``reference``
-    (only those named in ``cases``, if given).
+    (only those named in ``cases``, if given). ``checkpoint_steps`` turns on activation
+    checkpointing of the integrator sub-steps in every case (memory / sub-steps).
 
     The device (``device`` or each config's own) and the case names are checked before any work.
     """
@@ -268,6 +270,12 @@ def run_benchmark(
         todo += [BenchCase(config.name, config, v) for v in config.variants]
     if reference:
         todo += [c for name, c in builtin.items() if not cases or name in cases]
+    if checkpoint_steps:
+        todo = [
+            BenchCase(c.name + "+ckpt", replace_path(c.config, "model.checkpoint_steps", True),
+                      c.variant, c.reference_s)
+            for c in todo
+        ]
     results = []
     for case in todo:
         if progress:

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run only this built-in case (repeatable): ref_table1_learned, "
                        "ref_table1_vanilla, ref_table2_n3_learned, ref_table3_learned; the "
                        "paper-scale learned cases need tens of GiB on a CPU")
+    bench.add_argument("--checkpoint-steps", action="store_true",
+                       help="recompute integrator sub-steps in the backward pass: memory / "
+                       "sub-steps, ~30%% more compute (lets paper-scale cases run on a CPU)")
     return parser
 
 
@@ -169,6 +172,7 @@ def _cmd_bench(args) -> int:
     results = run_benchmark(
         args.configs, steps=args.steps, warmup=args.warmup, device=args.device,
         reference=args.reference or bool(args.case) or not args.configs, cases=args.case,
+        checkpoint_steps=args.checkpoint_steps,
     )
     print(format_bench(results), end="")
     return 0

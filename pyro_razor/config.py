@@ -133,6 +133,8 @@ class ModelConfig:
         noise_variance: the (initial) ``sigma^2_data`` (paper: 0.001).
         integrator: ``"euler"`` (paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
         integrator_steps: sub-steps per ``dt`` in the likelihood (paper: 20).
+        checkpoint_steps: recompute each sub-step's activations in the backward pass
+            (memory / sub-steps, ~30% more compute); needed for paper scale on a CPU.
         tau_samples: ``S``, symmetrisation samples per training step.
         measure: ``mu(tau)``: ``"ball"`` (unit L2 ball), ``"cube"`` (``[-1, 1]^K``) or
             ``"normal"``.
@@ -151,6 +153,7 @@ class ModelConfig:
     noise_variance: float = 1e-3
     integrator: Literal["euler", "rk4", "leapfrog", "midpoint"] = "euler"
     integrator_steps: int = 20
+    checkpoint_steps: bool = False
     tau_samples: int = 100
     measure: Literal["ball", "cube", "normal"] = "ball"
     measure_scale: float = math.pi

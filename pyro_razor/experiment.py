@@ -178,6 +178,7 @@ def build_model(
         tau_samples=mc.tau_samples,
         integrator=mc.integrator,
         integrator_steps=mc.integrator_steps,
+        checkpoint_steps=mc.checkpoint_steps,
     )
     M, dt = system.phase_dim, config.data.dt
     if variant == "vanilla":

@@ -148,6 +148,9 @@ def test_bench_prints_a_table(tmp_path, capsys):
     assert len(out) == 3 and out[2].startswith("| tiny_cli | learned | cpu |")
     seconds = float(out[2].split("|")[4])
     assert seconds > 0
+    assert main(["bench", str(config), "--steps", "1", "--warmup", "0", "--checkpoint-steps"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[2].startswith("| tiny_cli+ckpt | learned | cpu |")
 
 
 def test_ppc_forwards_its_options(monkeypatch, tmp_path):
