@@ -918,9 +918,35 @@ def _fmt(value) -> str:
     return f"{value:.4g}"
 
 
+def _ppc_columns(run_dir: Path, variants: list[str]) -> dict[str, tuple[str, str]]:
+    """Held-out mean log predictive density per transition and the PSIS-LOO verdict of each
+    variant, from ``ppc_comparison.json`` (written by ``pyro-razor ppc``); empty if absent."""
+    path = run_dir / "ppc_comparison.json"
+    if not path.is_file():
+        return {}
+    comparison = _read_json(path)
+    out = {}
+    for variant in variants:
+        test = comparison.get("test", {}).get(variant)
+        loo = comparison.get("loo", {}).get(variant)
+        if test is None:
+            continue
+        mlpd = f"{test['mlpd']:.4g} ± {test.get('mlpd_se', float('nan')):.2g}"
+        if loo is None:
+            verdict = ""
+        elif loo.get("reliable"):
+            verdict = f"{loo['elpd_loo_per_point']:.4g}/N"
+        else:
+            verdict = f"unreliable ({100 * loo.get('share_k_gt_0.7', float('nan')):.0f}% k > 0.7)"
+        out[variant] = (mlpd, verdict)
+    return out
+
+
 def format_table(run_dirs: Sequence[str | os.PathLike]) -> str:
     """Paper-style markdown tables (Train MSE, NLL/N, KL/N, -ELBO/N, Test MSE [, moved,
-    wider]) for each run directory, read from its ``summary.json``.
+    wider]) for each run directory, read from its ``summary.json``; with the posterior
+    predictive comparison (held-out mean log predictive density per transition and the
+    PSIS-LOO verdict) when ``pyro-razor ppc`` has been run on it.
 
     Raises:
         FileNotFoundError: a directory has no ``summary.json``.
@@ -947,8 +973,14 @@ def format_table(run_dirs: Sequence[str | os.PathLike]) -> str:
         lines = [header, "",
                  "| Model | " + " | ".join(c for c, _ in columns) + " |",
                  "|---|" + "---|" * len(columns)]
+        ppc = _ppc_columns(Path(run_dir), list(variants))
+        if ppc:
+            lines[2] = lines[2] + " Test mlpd/N (PPC) | PSIS-LOO |"
+            lines[3] = lines[3] + "---|---|"
         for variant, m in variants.items():
             cells = [_fmt(m.get(key)) for _, key in columns]
+            if ppc:
+                cells += list(ppc.get(variant, ("", "")))
             lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

@@ -32,8 +32,15 @@ from pyro_razor.integrators import integrate
 from pyro_razor.systems import make_dataset, make_system, transitions
 
 VARIANTS = ("vanilla", "learned", "oracle")
-SUMMARY_KEYS = {"train_mse", "nll_per_n", "kl_per_n", "neg_elbo_per_n", "test_mse",
-                "wall_time_s", "seconds_per_step"}
+SUMMARY_KEYS = {
+    "train_mse",
+    "nll_per_n",
+    "kl_per_n",
+    "neg_elbo_per_n",
+    "test_mse",
+    "wall_time_s",
+    "seconds_per_step",
+}
 
 
 def tiny_config(variants=VARIANTS, **train) -> ExperimentConfig:
@@ -42,12 +49,21 @@ def tiny_config(variants=VARIANTS, **train) -> ExperimentConfig:
         name="tiny",
         variants=tuple(variants),
         data=DataConfig(system="sho", n_train=3, train_points=4, n_test=3, test_points=6, dt=0.2),
-        model=ModelConfig(hidden=(8,), elu_alpha=2.0, integrator_steps=2, tau_samples=4,
-                          measure="cube", num_quantities=1, eta_init_std=0.1),
-        train=inference.TrainConfig(**{"epochs": 3, "num_particles": 2, "lr": 1e-2,
-                                       "checkpoint_every": 1, **train}),
-        evaluation=EvaluationConfig(num_samples=2, tau_samples=16, rollout_points=15,
-                                    rollout_trajectories=2, grid=9),
+        model=ModelConfig(
+            hidden=(8,),
+            elu_alpha=2.0,
+            integrator_steps=2,
+            tau_samples=4,
+            measure="cube",
+            num_quantities=1,
+            eta_init_std=0.1,
+        ),
+        train=inference.TrainConfig(
+            **{"epochs": 3, "num_particles": 2, "lr": 1e-2, "checkpoint_every": 1, **train}
+        ),
+        evaluation=EvaluationConfig(
+            num_samples=2, tau_samples=16, rollout_points=15, rollout_trajectories=2, grid=9
+        ),
     )
 
 
@@ -84,8 +100,14 @@ def test_run_writes_every_file(run):
         assert (out / "learned" / name).is_file()
         assert not (out / "vanilla" / name).exists()
     figures = {p.name for p in (out / "figures").glob("*.png")}
-    assert {"training_curves.png", "singular_values.png", "generators_learned.png",
-            "rollouts.png", "conservation_drift.png", "phase_portraits.png"} <= figures
+    assert {
+        "training_curves.png",
+        "singular_values.png",
+        "generators_learned.png",
+        "rollouts.png",
+        "conservation_drift.png",
+        "phase_portraits.png",
+    } <= figures
 
 
 def test_summary_contract(run):
@@ -132,8 +154,16 @@ def test_history_csv_matches_checkpoint(run):
 def test_symmetry_json_contract(run):
     out, _ = run
     sym = json.loads((out / "learned" / "symmetry.json").read_text())
-    for key in ("singular_values", "n_significant", "threshold", "parallelness", "true_dim",
-                "min_norm", "recovered", "report"):
+    for key in (
+        "singular_values",
+        "n_significant",
+        "threshold",
+        "parallelness",
+        "true_dim",
+        "min_norm",
+        "recovered",
+        "report",
+    ):
         assert key in sym
     assert sym["threshold"] == 0.05 and sym["min_norm"] == 0.1 and sym["true_dim"] == 1
     G = torch.load(out / "learned" / "generators.pt")
@@ -201,8 +231,9 @@ def test_first_rollout_step_is_one_rk4_integration_of_the_learned_field(run):
     x0 = data.test[:2, 0]
     result = long_horizon_rollout(model, H, make_system("sho"), x0, 4, 0.2)
     # the learned field integrated with RK4 (not the training integrator), same sub-steps
-    one_step = integrate(H.vector_field, x0.float()[None], 0.2, steps=model.integrator_steps,
-                         method="rk4")[0]
+    one_step = integrate(
+        H.vector_field, x0.float()[None], 0.2, steps=model.integrator_steps, method="rk4"
+    )[0]
     assert torch.allclose(result["prediction"][:, 1].float(), one_step, atol=1e-6)
     # truth from the exact solver: the SHO rotates phase space
     angle = torch.tensor(0.2 * 3, dtype=torch.float64)
@@ -272,7 +303,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(run, tmp_path, monk
         assert b["neg_elbo_per_n"] == pytest.approx(a["neg_elbo_per_n"], rel=1e-5)
     assert torch.allclose(
         torch.load(tmp_path / "r" / "learned" / "generators.pt"),
-        torch.load(out / "learned" / "generators.pt"), atol=1e-6,
+        torch.load(out / "learned" / "generators.pt"),
+        atol=1e-6,
     )
     assert resumed["variants"]["learned"]["epochs"] == 3
 
@@ -334,13 +366,21 @@ def test_nbody_summary_has_moved_and_wider_test_mse(tmp_path, cache):
     config = ExperimentConfig(
         name="nb",
         variants=("vanilla",),
-        data=DataConfig(system="nbody", system_params={"n": 2, "dim": 1}, n_train=2,
-                        train_points=3, n_test=2, test_points=3, dt=0.3,
-                        extra_test_sets=("moved", "wider")),
+        data=DataConfig(
+            system="nbody",
+            system_params={"n": 2, "dim": 1},
+            n_train=2,
+            train_points=3,
+            n_test=2,
+            test_points=3,
+            dt=0.3,
+            extra_test_sets=("moved", "wider"),
+        ),
         model=ModelConfig(hidden=(8,), integrator_steps=1, tau_samples=2, num_quantities=0),
         train=inference.TrainConfig(epochs=1),
-        evaluation=EvaluationConfig(num_samples=1, tau_samples=2, rollout_points=4,
-                                    rollout_trajectories=1),
+        evaluation=EvaluationConfig(
+            num_samples=1, tau_samples=2, rollout_points=4, rollout_trajectories=1
+        ),
     )
     summary = run_experiment(config, tmp_path / "nb", progress=False, figures=False)
     m = summary["variants"]["vanilla"]
@@ -348,8 +388,10 @@ def test_nbody_summary_has_moved_and_wider_test_mse(tmp_path, cache):
         assert finite_number(m[key]) and m[key] > 0
     lt = json.loads((tmp_path / "nb" / "vanilla" / "longterm.json").read_text())
     # 2 bodies in 1-d: energy plus T_1 and P_1 (= T_1^2) are tracked
-    assert set(lt["drift"]) == {"H", *[c.name for c in make_system("nbody", n=2, dim=1)
-                                       .conserved_quantities]}
+    assert set(lt["drift"]) == {
+        "H",
+        *[c.name for c in make_system("nbody", n=2, dim=1).conserved_quantities],
+    }
     lines = format_table([tmp_path / "nb"]).splitlines()
     header = [c.strip() for c in lines[2].strip("|").split("|")]
     assert header[-2:] == ["Test moved", "Test wider"]
@@ -372,8 +414,9 @@ def test_format_table_rows_and_numbers(run):
     assert len(rows) == 3 and rows[1].startswith("| HNN + learned symmetry |")
     cells = [c.strip() for c in rows[2].strip("|").split("|")]
     oracle = summary["variants"]["oracle"]
-    for cell, key in zip(cells[1:], ["train_mse", "nll_per_n", "kl_per_n", "neg_elbo_per_n",
-                                      "test_mse"], strict=True):
+    for cell, key in zip(
+        cells[1:], ["train_mse", "nll_per_n", "kl_per_n", "neg_elbo_per_n", "test_mse"], strict=True
+    ):
         assert float(cell) == pytest.approx(oracle[key], rel=5e-4)
     with pytest.raises(FileNotFoundError, match="no summary.json"):
         format_table([out / "learned"])
@@ -397,3 +440,33 @@ def test_analyse_run_recomputes_analysis_and_figures(run):
 def test_analyse_run_without_summary(tmp_path):
     with pytest.raises(FileNotFoundError, match="no summary.json"):
         analyse_run(tmp_path)
+
+
+def test_format_table_adds_the_ppc_comparison_when_present(run, tmp_path):
+    """After `pyro-razor ppc`, the table carries each variant's held-out mlpd and LOO verdict."""
+    import shutil
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    comparison = {
+        "test": {
+            "vanilla": {"mlpd": 2.5, "mlpd_se": 0.03},
+            "learned": {"mlpd": 3.25, "mlpd_se": 0.01},
+        },
+        "loo": {
+            "vanilla": {"reliable": False, "share_k_gt_0.7": 0.5, "elpd_loo_per_point": -1.0},
+            "learned": {"reliable": True, "share_k_gt_0.7": 0.0, "elpd_loo_per_point": 1.5},
+        },
+    }
+    (copy / "ppc_comparison.json").write_text(json.dumps(comparison))
+    lines = format_table([copy]).strip().splitlines()
+    assert lines[2].endswith("| Test mlpd/N (PPC) | PSIS-LOO |")
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+        for line in lines
+        if line.startswith("| HNN")
+    }
+    assert rows["HNN"][-2:] == ["2.5 ± 0.03", "unreliable (50% k > 0.7)"]
+    assert rows["HNN + learned symmetry"][-2:] == ["3.25 ± 0.01", "1.5/N"]
+    assert rows["HNN + fixed symmetry (oracle)"][-2:] == ["", ""]
