@@ -83,7 +83,7 @@ __all__ = [
     "hamiltonian_energy",
     "load_variant",
     "long_horizon_rollout",
-    "posterior_mean_hamiltonian",
+    "posterior_hamiltonian",
     "read_history",
     "resolve_config",
     "resolve_device",
@@ -257,16 +257,25 @@ def restore_checkpoint(ckpt: dict, model, guide, states: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def posterior_mean_hamiltonian(
-    model: NoetherRazorModel, guide, states: torch.Tensor, tau_samples: int
+def posterior_hamiltonian(
+    model: NoetherRazorModel, guide, states: torch.Tensor, tau_samples: int, num_samples: int
 ) -> SymmetrisedHamiltonian:
-    """``H_hat`` with the posterior-mean (median) weights and one fixed set of ``tau_samples``
-    symmetry transforms (drawn from the torch RNG: seed it for reproducibility).
+    """``H_hat`` for ``num_samples`` weight draws from the guide and one fixed set of
+    ``tau_samples`` symmetry transforms (torch RNG: seed it for reproducibility).
+
+    Predictions average over the draws rather than plugging in the posterior-mean weights: the
+    network is nonlinear in its weights, and under a symmetrised model the posterior is broad
+    along weight directions the orbit average does not see, so ``F`` at the mean weights can be
+    far from the mean ``H_hat`` (on the SHO it was almost flat where the data lie).
 
     ``states``: any ``(T, n, M)`` model input (only its shape/device are used by the guide).
     """
-    median = guide.median(states[:1])
-    weights = [median[s].detach().reshape(1, *median[s].shape[-2:]) for s in model.weight_sites]
+    draws = [poutine.trace(guide).get_trace(states[:1]) for _ in range(num_samples)]
+    weights = [
+        torch.stack([d.nodes[s]["value"].detach().reshape(d.nodes[s]["value"].shape[-2:])
+                     for d in draws])
+        for s in model.weight_sites
+    ]
     transforms = model.transforms(tau_samples)
     return model.hamiltonian(weights, None if transforms is None else transforms.detach())
 
@@ -294,7 +303,7 @@ def long_horizon_rollout(
 
     Args:
         model: supplies the integrator and its steps per ``dt``.
-        H: the Hamiltonian to integrate (see :func:`posterior_mean_hamiltonian`).
+        H: the Hamiltonian to integrate (see :func:`posterior_hamiltonian`).
         system: the true system.
         x0: ``(R, M)`` initial conditions.
         n_points: states per rollout including ``x0``.
@@ -309,14 +318,15 @@ def long_horizon_rollout(
         exact solution) and ``learned_energy_drift (P,)`` (``H_hat`` along its own rollout).
     """
     anchor = H.weights[0]
-    x = x0.to(device=anchor.device, dtype=anchor.dtype)[None]  # (1, R, M)
-    pred = rollout(
+    S, (R, M) = H.num_weight_samples, x0.shape
+    x = x0.to(device=anchor.device, dtype=anchor.dtype)[None].expand(S, R, M)
+    samples = rollout(
         H.vector_field, x, dt, n_points, steps_per_point=model.integrator_steps,
         method=ROLLOUT_INTEGRATOR,
-    )[0]  # (R, P, M)
-    learned_energy = hamiltonian_energy(H, pred.reshape(-1, pred.shape[-1]))
-    learned_energy = learned_energy.reshape(pred.shape[:-1])
-    pred = pred.detach().to(device="cpu", dtype=torch.float64)
+    )  # (S, R, P, M): one rollout per weight draw
+    learned_energy = _per_sample_energy(H, samples.reshape(S, -1, M)).reshape(S * R, n_points)
+    samples = samples.detach().to(device="cpu", dtype=torch.float64)
+    pred = samples.mean(0)  # the posterior predictive mean trajectory
     truth = simulate(system, x0.detach().cpu().double(), n_points, dt)
     finite = torch.isfinite(pred).all(dim=(0, 2))
     finite_points = int(finite.long().cumprod(0).sum())
@@ -325,8 +335,9 @@ def long_horizon_rollout(
     quantities = {"H": system.H, **{c.name: c for c in system.conserved_quantities}}
     nan = torch.full((n_points,), float("nan"), dtype=torch.float64)
     drift = {name: nan.clone() for name in quantities}
-    if finite_points > 0:
-        for name, values in conservation_drift(pred[:, :finite_points], quantities).items():
+    if finite_points > 0:  # drift along each draw's rollout, averaged over draws and starts
+        along = samples.reshape(S * R, n_points, M)[:, :finite_points]
+        for name, values in conservation_drift(along, quantities).items():
             drift[name][:finite_points] = values
     truth_drift = conservation_drift(truth, quantities)
     learned_energy = learned_energy.detach().cpu().double()
@@ -344,17 +355,28 @@ def long_horizon_rollout(
 
 
 @torch.no_grad()
-def hamiltonian_energy(
+def _per_sample_energy(
     H: SymmetrisedHamiltonian, x: torch.Tensor, max_points: int = 2**18
 ) -> torch.Tensor:
-    """``H_hat(x)`` of the first weight sample for ``(N, M)`` points, ``(N,)``, evaluated in
-    chunks so that at most ``max_points`` symmetrised points (``chunk x S``) are in memory."""
+    """``H_hat`` of each weight draw at its own points ``x (P, N, M)`` -> ``(P, N)``, in chunks
+    of at most ``max_points`` symmetrised points (``P x chunk x S``)."""
     anchor = H.weights[0]
     x = torch.as_tensor(x).to(device=anchor.device, dtype=anchor.dtype)
     S = 1 if H.transforms is None else H.transforms.shape[0]
-    chunk = max(1, max_points // S)
-    parts = [H.energy(x[i : i + chunk])[0] for i in range(0, x.shape[0], chunk)]
-    return torch.cat(parts) if parts else x.new_zeros(0)
+    chunk = max(1, max_points // (S * H.num_weight_samples))
+    parts = [H.energy(x[:, i : i + chunk]) for i in range(0, x.shape[1], chunk)]
+    return torch.cat(parts, dim=1) if parts else x.new_zeros(x.shape[0], 0)
+
+
+@torch.no_grad()
+def hamiltonian_energy(
+    H: SymmetrisedHamiltonian, x: torch.Tensor, max_points: int = 2**18
+) -> torch.Tensor:
+    """The posterior mean ``E_q[H_hat(x)]`` over ``H``'s weight draws for ``(N, M)`` points,
+    ``(N,)``, in chunks so that at most ``max_points`` symmetrised points are in memory."""
+    x = torch.as_tensor(x)
+    expanded = x[None].expand(H.num_weight_samples, *x.shape)
+    return _per_sample_energy(H, expanded, max_points).mean(0)
 
 
 def _at(values: torch.Tensor, index: int) -> float:
@@ -674,7 +696,7 @@ def _analyse_variant(config, variant, system, model, guide, data: _Data, vdir: P
     ``art`` and returns the summary fields they contribute."""
     ev = config.evaluation
     pyro.set_rng_seed(config.train.seed + 1)
-    H = posterior_mean_hamiltonian(model, guide, data.states, ev.tau_samples)
+    H = posterior_hamiltonian(model, guide, data.states, ev.tau_samples, ev.num_samples)
     art.hamiltonian = H
     R = min(ev.rollout_trajectories, data.raw.test.shape[0])
     result = long_horizon_rollout(

@@ -893,7 +893,7 @@ def plot_calibration(
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage of central interval",
            ylabel="empirical coverage")
     ax.set_aspect("equal")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")  # over-dispersed curves run along the top left
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)

@@ -22,7 +22,7 @@ from pyro_razor.experiment import (
     hamiltonian_energy,
     load_variant,
     long_horizon_rollout,
-    posterior_mean_hamiltonian,
+    posterior_hamiltonian,
     read_history,
     resolve_config,
     resolve_device,
@@ -226,14 +226,16 @@ def test_first_rollout_step_is_one_rk4_integration_of_the_learned_field(run):
     config, data, model, guide = load_variant(out, "learned")
     states, _ = transitions(data.train.float())
     torch.manual_seed(0)
-    H = posterior_mean_hamiltonian(model, guide, states, tau_samples=32)
+    H = posterior_hamiltonian(model, guide, states, tau_samples=32, num_samples=3)
     assert H.transforms.shape == (32, 3, 3)
     x0 = data.test[:2, 0]
     result = long_horizon_rollout(model, H, make_system("sho"), x0, 4, 0.2)
-    # the learned field integrated with RK4 (not the training integrator), same sub-steps
+    # each draw's learned field integrated with RK4 (not the training integrator), same
+    # sub-steps; the prediction is the mean over the 3 weight draws
     one_step = integrate(
-        H.vector_field, x0.float()[None], 0.2, steps=model.integrator_steps, method="rk4"
-    )[0]
+        H.vector_field, x0.float()[None].expand(3, -1, -1), 0.2, steps=model.integrator_steps,
+        method="rk4",
+    ).mean(0)
     assert torch.allclose(result["prediction"][:, 1].float(), one_step, atol=1e-6)
     # truth from the exact solver: the SHO rotates phase space
     angle = torch.tensor(0.2 * 3, dtype=torch.float64)
@@ -247,10 +249,10 @@ def test_hamiltonian_energy_chunks_agree(run):
     out, _ = run
     _, data, model, guide = load_variant(out, "oracle")
     states, _ = transitions(data.train.float())
-    H = posterior_mean_hamiltonian(model, guide, states, tau_samples=8)
+    H = posterior_hamiltonian(model, guide, states, tau_samples=8, num_samples=3)
     x = torch.randn(50, 2)
-    whole = H.energy(x)[0]
-    chunked = hamiltonian_energy(H, x, max_points=8 * 7)  # chunks of 7 points
+    whole = H.energy(x).mean(0)  # the posterior mean over the 3 draws
+    chunked = hamiltonian_energy(H, x, max_points=8 * 3 * 7)  # chunks of 7 points
     assert torch.allclose(whole, chunked, atol=1e-6)
 
 
