@@ -41,7 +41,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from pyro.infer.autoguide import (
 
 from pyro_razor import __version__, inference
 from pyro_razor.analysis import analyse_generators, conservation_drift
+from pyro_razor.atomic import atomic_path
 from pyro_razor.config import ExperimentConfig, load_experiment
 from pyro_razor.configio import ConfigError, dump_toml, replace_path, to_dict
 from pyro_razor.guides import MatrixNormalGuide
@@ -434,16 +434,8 @@ def _clean(obj):
 
 def _write_text(path: Path, text: str) -> None:
     """Write atomically (temporary file + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _write_json(path: Path, obj) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 from tqdm.auto import tqdm
 
+from pyro_razor.atomic import atomic_path
 from pyro_razor.models.priors import ClosedFormVariancePrior
 from pyro_razor.models.razor import MAX_PLATE_NESTING, NoetherRazorModel
 
@@ -234,19 +234,6 @@ def evaluate(
     }
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _buffers(*modules) -> dict[str, torch.Tensor]:
     return {
         f"{i}.{name}": buf.detach().clone()
@@ -257,20 +244,19 @@ def _buffers(*modules) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path, *, model, guide, optimizer, epoch, history, config, batch_rng) -> None:
     """Write a resumable checkpoint atomically (temporary file + ``os.replace``)."""
-    _atomic_save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "history": history,
-            "config": asdict(config),
-            "param_store": pyro.get_param_store().get_state(),
-            "optimizer": optimizer.get_state(),
-            "rng": pyro.util.get_rng_state(),
-            "batch_rng": batch_rng.get_state(),
-            "buffers": _buffers(model, guide),
-        },
-        Path(path),
-    )
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "history": history,
+        "config": asdict(config),
+        "param_store": pyro.get_param_store().get_state(),
+        "optimizer": optimizer.get_state(),
+        "rng": pyro.util.get_rng_state(),
+        "batch_rng": batch_rng.get_state(),
+        "buffers": _buffers(model, guide),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path) -> dict:

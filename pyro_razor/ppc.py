@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,6 +55,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 from scipy.special import logsumexp
 
+from pyro_razor.atomic import atomic_path
 from pyro_razor.plotting import DPI, phase_labels
 from pyro_razor.symmetry import check_phase_dim
 
@@ -507,16 +507,8 @@ def to_inference_data(
 def save_netcdf(idata: az.InferenceData, path: str | os.PathLike) -> Path:
     """Write ``idata`` to netCDF atomically (temporary file, then ``os.replace``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         idata.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -942,16 +934,8 @@ def _clean(obj):
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _variants_of(run_dir: Path, variant: str | None) -> list[str]:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -34,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
+
+from pyro_razor.atomic import atomic_path
 
 from .base import HamiltonianSystem
 from .builtin import SYSTEMS, make_system
@@ -402,15 +403,8 @@ def _save_atomic(data: TrajectoryData, path: Path, key: str) -> None:
         "test": data.test,
         "extra": dict(data.extra),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(blob, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def make_dataset(
