@@ -126,7 +126,7 @@ def test_evaluate_and_kl():
     tr = poutine.trace(guide).get_trace(states)
     mt = poutine.trace(poutine.replay(model, trace=tr)).get_trace(states)
     exact = sum(
-        float(torch.distributions.kl_divergence(tr.nodes[s]["fn"], mt.nodes[s]["fn"]))
+        float(torch.distributions.kl_divergence(tr.nodes[s]["fn"], mt.nodes[s]["fn"]).detach())
         for s in model.weight_sites
     )
     assert kl == pytest.approx(exact, rel=1e-10)

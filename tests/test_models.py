@@ -76,8 +76,15 @@ def test_activation_derivatives_match_autograd():
     a = torch.linspace(-6, 6, 101, dtype=DT, requires_grad=True)
     for name in ["elu", "tanh", "softplus", "silu"]:
         act = get_activation(name, alpha=1.5)
-        (auto,) = torch.autograd.grad(act.fn(a).sum(), a)
-        torch.testing.assert_close(act.derivative(a), auto, rtol=1e-12, atol=1e-12)
+        h = act.fn(a)
+        (auto,) = torch.autograd.grad(h.sum(), a, retain_graph=True)
+        torch.testing.assert_close(act.derivative(a, h), auto, rtol=1e-12, atol=1e-12)
+        # and its own derivative (training differentiates through the slope) is right too
+        (second,) = torch.autograd.grad(act.derivative(a, h).sum(), a)
+        (auto2,) = torch.autograd.grad(
+            torch.autograd.grad(act.fn(a).sum(), a, create_graph=True)[0].sum(), a
+        )
+        torch.testing.assert_close(second, auto2, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="unknown activation 'relu6'"):
         get_activation("relu6")
 

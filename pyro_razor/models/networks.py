@@ -35,31 +35,36 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation function with its derivative, both elementwise."""
+    """An elementwise activation ``h = fn(a)`` and its derivative ``derivative(a, h)``.
+
+    The derivative receives the output ``h`` as well, so that it can reuse it (ELU:
+    ``alpha e^a = h + alpha`` for ``a <= 0``; tanh: ``1 - h^2``) instead of recomputing
+    exponentials: elementwise work is about half the cost of a symmetrised step.
+    """
 
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
-    derivative: Callable[[torch.Tensor], torch.Tensor]
+    derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _elu(alpha: float) -> Activation:
     return Activation(
         f"elu({alpha:g})",
         lambda a: F.elu(a, alpha=alpha),
-        lambda a: torch.where(a > 0, torch.ones_like(a), alpha * torch.exp(a.clamp(max=0.0))),
+        lambda a, h: torch.where(a > 0, 1.0, h + alpha),
     )
 
 
 def _tanh() -> Activation:
-    return Activation("tanh", torch.tanh, lambda a: 1.0 - torch.tanh(a) ** 2)
+    return Activation("tanh", torch.tanh, lambda a, h: 1.0 - h * h)
 
 
 def _softplus() -> Activation:
-    return Activation("softplus", F.softplus, torch.sigmoid)
+    return Activation("softplus", F.softplus, lambda a, h: torch.sigmoid(a))
 
 
 def _silu() -> Activation:
-    def derivative(a: torch.Tensor) -> torch.Tensor:
+    def derivative(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         s = torch.sigmoid(a)
         return s * (1.0 + a * (1.0 - s))
 
@@ -96,16 +101,16 @@ def mlp_value_and_input_gradient(
         ``(value, grad)`` of shapes ``(P, B)`` and ``(P, B, in_0)``.
     """
     h = z
-    pre_activations = []
+    slopes = []  # act'(a_l), computed in the forward pass from a_l and h_l
     for W in weights[:-1]:
         a = torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
-        pre_activations.append(a)
         h = activation.fn(a)
+        slopes.append(activation.derivative(a, h))
     last = weights[-1]  # (P, 1, H + 1)
     value = (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
     grad = last[:, :, :-1]  # (P, 1, H): d value / d h, broadcast over the B points
-    for W, a in zip(reversed(weights[:-1]), reversed(pre_activations), strict=True):
-        grad = torch.bmm(grad * activation.derivative(a), W[:, :, :-1])
+    for W, slope in zip(reversed(weights[:-1]), reversed(slopes), strict=True):
+        grad = torch.bmm(grad * slope, W[:, :, :-1])
     if grad.shape[1] != z.shape[1]:  # a linear network: the gradient is the same everywhere
         grad = grad.expand(-1, z.shape[1], -1)
     return value, grad
