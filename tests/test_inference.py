@@ -17,6 +17,7 @@ from pyro.infer.autoguide import (
     AutoLowRankMultivariateNormal,
     AutoNormal,
 )
+from sho_data import sho_transitions
 
 from pyro_razor.guides import MatrixNormalGuide
 from pyro_razor.inference import (
@@ -30,17 +31,6 @@ from pyro_razor.inference import (
 from pyro_razor.models import ClosedFormVariancePrior, NoetherRazorModel
 
 DT = torch.float64
-
-
-def sho_transitions(T=5, points=4, dt=0.2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.randn(T, 2, generator=g, dtype=DT)
-    t = torch.arange(points, dtype=DT) * dt
-    q0, p0 = x0[:, :1], x0[:, 1:]
-    traj = torch.stack(
-        [q0 * torch.cos(t) + p0 * torch.sin(t), -q0 * torch.sin(t) + p0 * torch.cos(t)], -1
-    )
-    return traj[:, :-1], traj[:, 1:]
 
 
 def learned_model(**kw):

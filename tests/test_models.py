@@ -10,6 +10,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from pyro.infer import Predictive, Trace_ELBO, TraceMeanField_ELBO
+from sho_data import sho_transitions
 
 from pyro_razor.guides import MatrixNormalGuide
 from pyro_razor.models import (
@@ -31,18 +32,6 @@ DT = torch.float64
 
 def sho_generator() -> torch.Tensor:
     return generator_matrix(torch.eye(2, dtype=DT), torch.zeros(2, dtype=DT))[None]
-
-
-def sho_transitions(T=5, points=4, dt=0.2, seed=0):
-    """Exact SHO transitions: rotation of phase space by angle dt."""
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.randn(T, 2, generator=g, dtype=DT)
-    t = torch.arange(points, dtype=DT) * dt
-    q0, p0 = x0[:, :1], x0[:, 1:]
-    traj = torch.stack(
-        [q0 * torch.cos(t) + p0 * torch.sin(t), -q0 * torch.sin(t) + p0 * torch.cos(t)], -1
-    )
-    return traj[:, :-1], traj[:, 1:]
 
 
 def random_weights(widths, P=3, seed=0):
