@@ -116,8 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from pyro_razor.config import load_experiment
-    from pyro_razor.experiment import format_table, resolve_config, resolve_device, run_experiment
+    from pyro_razor.runs import (
+        format_table,
+        load_experiment,
+        resolve_config,
+        resolve_device,
+        run_experiment,
+    )
 
     config = load_experiment(args.config)
     # Check the overrides and the device before any work.
@@ -134,7 +139,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_analyse(args) -> int:
-    from pyro_razor.experiment import analyse_run, format_table
+    from pyro_razor.runs import analyse_run, format_table
 
     analyse_run(args.run_dir, device=args.device)
     print(format_table([args.run_dir]), end="")
@@ -143,14 +148,14 @@ def _cmd_analyse(args) -> int:
 
 
 def _cmd_table(args) -> int:
-    from pyro_razor.experiment import format_table
+    from pyro_razor.runs import format_table
 
     print(format_table(args.run_dirs), end="")
     return 0
 
 
 def _cmd_ppc(args) -> int:
-    from pyro_razor.ppc import run_ppc
+    from pyro_razor.runs import run_ppc
 
     kwargs = {}
     if args.samples is not None:
@@ -166,7 +171,7 @@ def _cmd_ppc(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from pyro_razor.benchmark import format_bench, run_benchmark
+    from pyro_razor.runs.benchmark import format_bench, run_benchmark
 
     results = run_benchmark(
         args.configs, steps=args.steps, warmup=args.warmup, device=args.device,
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from pyro_razor.configio import ConfigError
-    from pyro_razor.experiment import RunError
+    from pyro_razor.runs import RunError
 
     try:
         return _COMMANDS[args.command](args)

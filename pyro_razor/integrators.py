@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from pyro_razor.checks import check_int
+
 __all__ = [
     "METHODS",
     "StepFunction",
@@ -196,12 +198,6 @@ def _resolve_method(method: str | StepFunction) -> StepFunction:
     return METHODS[method]
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def _check_state(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (..., M), got {type(x).__name__}")
@@ -261,7 +257,7 @@ def integrate(
         TypeError: ``x`` not a tensor or ``duration`` not a number/tensor.
     """
     step = _resolve_method(method)
-    steps = _check_positive_int(steps, "steps")
+    steps = check_int(steps, "steps")
     x = _check_state(x, "x")
     h = _check_time(duration, "duration", x) / steps
     for _ in range(steps):
@@ -296,8 +292,8 @@ def rollout(
         ``(..., n_points, M)`` states; index ``0`` along dim ``-2`` equals ``x0``.
     """
     step = _resolve_method(method)
-    n_points = _check_positive_int(n_points, "n_points")
-    steps_per_point = _check_positive_int(steps_per_point, "steps_per_point")
+    n_points = check_int(n_points, "n_points")
+    steps_per_point = check_int(steps_per_point, "steps_per_point")
     x = _check_state(x0, "x0")
     h = _check_time(dt, "dt", x) / steps_per_point
     states = [x]

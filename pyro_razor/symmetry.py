@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
+    "MEASURE_KINDS",
     "QuadraticQuantity",
     "SymmetryMeasure",
     "apply_flow",
@@ -32,6 +33,7 @@ __all__ = [
     "generator_matrix",
     "generators_of",
     "lie_bracket",
+    "phase_labels",
     "poisson_bracket",
     "poisson_bracket_quadratic",
     "quadratic_value",
@@ -51,6 +53,13 @@ def check_phase_dim(M: int) -> int:
             "a system with d positions has phase dimension M = 2d"
         )
     return M
+
+
+def phase_labels(M: int) -> list[str]:
+    """Default names of the phase coordinates, positions first: ``q1..qd, p1..pd``."""
+    check_phase_dim(M)
+    d = M // 2
+    return [f"q{i + 1}" for i in range(d)] + [f"p{i + 1}" for i in range(d)]
 
 
 def symplectic_matrix(
@@ -296,7 +305,8 @@ def apply_flow(transforms: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(*transforms.shape[:-2], *x.shape[:-1], M)
 
 
-_MEASURE_KINDS = ("ball", "cube", "normal")
+MEASURE_KINDS = ("ball", "cube", "normal")
+"""Names of the measures :class:`SymmetryMeasure` offers."""
 
 
 @dataclass(frozen=True)
@@ -313,9 +323,9 @@ class SymmetryMeasure:
     scale: float = math.pi
 
     def __post_init__(self) -> None:
-        if self.kind not in _MEASURE_KINDS:
+        if self.kind not in MEASURE_KINDS:
             raise ValueError(
-                f"unknown symmetry measure {self.kind!r}; choose one of {_MEASURE_KINDS}"
+                f"unknown symmetry measure {self.kind!r}; choose one of {MEASURE_KINDS}"
             )
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise ValueError(

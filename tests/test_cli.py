@@ -154,10 +154,10 @@ def test_bench_prints_a_table(tmp_path, capsys):
 
 
 def test_ppc_forwards_its_options(monkeypatch, tmp_path):
-    import pyro_razor.ppc
+    import pyro_razor.runs
 
     calls = []
-    monkeypatch.setattr(pyro_razor.ppc, "run_ppc", lambda *a, **k: calls.append((a, k)) or {})
+    monkeypatch.setattr(pyro_razor.runs, "run_ppc", lambda *a, **k: calls.append((a, k)) or {})
     assert main(["ppc", str(tmp_path), "--variant", "learned", "--samples", "5",
                  "--horizon", "7"]) == 0
     assert calls == [((str(tmp_path),), {"variant": "learned", "samples": 5, "horizon": 7})]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pyro_razor.config import (
+from pyro_razor.configio import ConfigError, dump_toml, to_dict
+from pyro_razor.runs.config import (
     DataConfig,
     EvaluationConfig,
     ExperimentConfig,
@@ -16,7 +17,6 @@ from pyro_razor.config import (
     ModelConfig,
     load_experiment,
 )
-from pyro_razor.configio import ConfigError, dump_toml, to_dict
 from pyro_razor.systems import DatasetSpec
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

@@ -395,7 +395,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"unknown integration method 'rk45'.*euler.*leapfrog"):
         integrate(pendulum, x, 1.0, 2, "rk45")
     for bad_steps in [0, -3, 2.5, True]:
-        with pytest.raises(ValueError, match="steps must be a positive int"):
+        with pytest.raises(ValueError, match="steps must be an int >= 1"):
             integrate(pendulum, x, 1.0, bad_steps)
     for bad_duration in [math.inf, math.nan, torch.tensor(math.nan)]:
         with pytest.raises(ValueError, match="duration must be finite"):
@@ -408,9 +408,9 @@ def test_bad_inputs_raise_clear_errors():
         integrate(pendulum, [1.0, 0.0], 1.0)
     with pytest.raises(ValueError, match="NaN or inf"):
         integrate(pendulum, torch.tensor([math.nan, 0.0], dtype=DT), 1.0)
-    with pytest.raises(ValueError, match="n_points must be a positive int"):
+    with pytest.raises(ValueError, match="n_points must be an int >= 1"):
         rollout(pendulum, x, 0.1, 0)
-    with pytest.raises(ValueError, match="steps_per_point must be a positive int"):
+    with pytest.raises(ValueError, match="steps_per_point must be an int >= 1"):
         rollout(pendulum, x, 0.1, 3, steps_per_point=0)
     with pytest.raises(ValueError, match="dt must be finite"):
         rollout(pendulum, x, math.inf, 3)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from pyro_razor import ppc
+from pyro_razor import analysis, inference, plotting, runs
 from pyro_razor.guides import MatrixNormalGuide
 from pyro_razor.inference import TrainConfig, train
 from pyro_razor.models import FixedNoise, FixedVariancePrior, NoetherRazorModel
@@ -67,7 +67,7 @@ def trained(cache):
 def test_draws(trained):
     model, guide, data = trained
     s, ns = transitions(data.test)
-    return ppc.posterior_predictive(model, guide, s, ns, num_samples=40, seed=3)
+    return inference.posterior_predictive(model, guide, s, ns, num_samples=40, seed=3)
 
 
 def linear_model(**kwargs) -> NoetherRazorModel:
@@ -112,14 +112,14 @@ def test_draws_are_reproducible_and_leave_the_global_rng_alone(trained):
     s, ns = transitions(data.test)
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    a = ppc.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=7)
+    a = inference.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=7)
     assert torch.equal(torch.get_rng_state(), before)
-    b = ppc.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=7)
-    c = ppc.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=8)
+    b = inference.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=7)
+    c = inference.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=8)
     for key in ("obs", "mean", "log_likelihood", "weight1"):
         np.testing.assert_array_equal(a[key], b[key])
     assert not np.allclose(a["obs"], c["obs"])
-    d = ppc.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=7,
+    d = inference.posterior_predictive(model, guide, s[:2], ns[:2], num_samples=5, seed=7,
                                  chunk_size=1, keep_weights="all")
     np.testing.assert_array_equal(a["weight1"][0], d["weight1"][0])  # same first draw
     assert d["weight0"].shape == (5, 16, 3)
@@ -131,7 +131,7 @@ def test_chunks_share_the_draw_of_theta():
     model = linear_model()
     states = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
-    d = ppc.posterior_predictive(model, None, states, num_samples=6, seed=0, chunk_size=1)
+    d = inference.posterior_predictive(model, None, states, num_samples=6, seed=0, chunk_size=1)
     drift = d["mean"] - states.numpy()[None]
     np.testing.assert_allclose(drift, np.broadcast_to(drift[:, :1, :1], drift.shape),
                                atol=1e-12)
@@ -146,7 +146,7 @@ def test_rollouts_of_the_linear_model_match_closed_form():
     model = linear_model()
     x0 = torch.tensor([[0.5, -1.0], [1.5, 0.3], [-2.0, 0.0]], dtype=torch.float64)
     S, K = 1000, 5
-    clean = ppc.rollout_predictive(model, None, x0, K, S, seed=1, observation_noise=False)
+    clean = inference.predictive_rollout(model, None, x0, K, S, seed=1, observation_noise=False)
     assert clean.shape == (S, 3, K + 1, 2)
     np.testing.assert_array_equal(clean[:, :, 0], np.broadcast_to(x0.numpy(), (S, 3, 2)))
     step = clean[:, :, 1] - clean[:, :, 0]
@@ -157,7 +157,7 @@ def test_rollouts_of_the_linear_model_match_closed_form():
     rel = 4 * math.sqrt(2 / (S - 1))  # 4 s.e. of a sample variance, relative
     var1 = step[:, 0].var(0, ddof=1)
     np.testing.assert_allclose(var1, DT**2 * PRIOR_VAR, rtol=rel)
-    noisy = ppc.rollout_predictive(model, None, x0, K, S, seed=2)
+    noisy = inference.predictive_rollout(model, None, x0, K, S, seed=2)
     np.testing.assert_array_equal(noisy[:, :, 0], clean[:, :, 0])
     varK = (noisy[:, 0, K] - x0[0].numpy()).var(0, ddof=1)
     np.testing.assert_allclose(varK, (K * DT) ** 2 * PRIOR_VAR + NOISE_VAR, rtol=rel)
@@ -165,11 +165,11 @@ def test_rollouts_of_the_linear_model_match_closed_form():
 
 def test_rollouts_of_the_trained_model(trained):
     model, guide, data = trained
-    r = ppc.rollout_predictive(model, guide, data.test[:2, 0], 6, 10, seed=0)
+    r = inference.predictive_rollout(model, guide, data.test[:2, 0], 6, 10, seed=0)
     assert r.shape == (10, 2, 7, 2) and np.isfinite(r).all()
     np.testing.assert_array_equal(r[:, :, 0], np.broadcast_to(data.test[:2, 0].numpy(), (10, 2, 2)))
     # one step of the noise-free rollout is the predictive mean of the one-step model
-    clean = ppc.rollout_predictive(model, guide, data.test[:2, 0], 1, 10, seed=0,
+    clean = inference.predictive_rollout(model, guide, data.test[:2, 0], 1, 10, seed=0,
                                    observation_noise=False)
     assert clean.std(0)[:, 1].min() > 0  # posterior uncertainty spreads the draws
 
@@ -180,9 +180,9 @@ def test_rollouts_of_the_trained_model(trained):
 def test_inference_data_groups_dims_coords_and_netcdf_roundtrip(trained, test_draws, tmp_path):
     model, guide, data = trained
     s, ns = transitions(data.test)
-    rollouts = ppc.rollout_predictive(model, guide, data.test[:2, 0], 10, 8, seed=0)
+    rollouts = inference.predictive_rollout(model, guide, data.test[:2, 0], 10, 8, seed=0)
     G = model.generators().detach()
-    idata = ppc.to_inference_data(test_draws, ns, G, states=s, rollouts=rollouts,
+    idata = analysis.to_inference_data(test_draws, ns, G, states=s, rollouts=rollouts,
                                   rollout_truth=data.test[:2], attrs={"variant": "learned"})
     for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood",
                   "constant_data", "predictions", "predictions_constant_data"):
@@ -215,8 +215,8 @@ def test_inference_data_groups_dims_coords_and_netcdf_roundtrip(trained, test_dr
     assert idata.predictions_constant_data["rollout_truth"].shape == (2, 11, 2)
     assert idata.posterior.attrs["variant"] == "learned"
 
-    path = ppc.save_netcdf(idata, tmp_path / "sub" / "ppc.nc")
-    back = ppc.load_netcdf(path)
+    path = analysis.save_netcdf(idata, tmp_path / "sub" / "ppc.nc")
+    back = analysis.load_netcdf(path)
     assert set(back.groups()) == set(idata.groups())
     for group in idata.groups():
         a, b = idata[group], back[group]
@@ -227,22 +227,22 @@ def test_inference_data_groups_dims_coords_and_netcdf_roundtrip(trained, test_dr
         for coord in a.coords:
             np.testing.assert_array_equal(a[coord].values, b[coord].values)
     with pytest.raises(FileNotFoundError, match="no InferenceData"):
-        ppc.load_netcdf(tmp_path / "missing.nc")
+        analysis.load_netcdf(tmp_path / "missing.nc")
 
 
 def test_to_inference_data_rejects_bad_input(test_draws, trained):
     _, _, data = trained
     s, ns = transitions(data.test)
     with pytest.raises(ValueError, match="'obs' entry"):
-        ppc.to_inference_data({"mean": test_draws["mean"]}, ns)
+        analysis.to_inference_data({"mean": test_draws["mean"]}, ns)
     with pytest.raises(ValueError, match="observed must have shape"):
-        ppc.to_inference_data(test_draws, ns[:, :3])
+        analysis.to_inference_data(test_draws, ns[:, :3])
     with pytest.raises(ValueError, match=r"generators must have shape \(K, 3, 3\)"):
-        ppc.to_inference_data(test_draws, ns, torch.zeros(1, 4, 4))
+        analysis.to_inference_data(test_draws, ns, torch.zeros(1, 4, 4))
     with pytest.raises(ValueError, match="NaN"):
-        ppc.to_inference_data(test_draws, ns * float("nan"))
+        analysis.to_inference_data(test_draws, ns * float("nan"))
     with pytest.raises(ValueError, match="rollout_truth must have shape"):
-        ppc.to_inference_data(test_draws, ns, rollouts=np.zeros((3, 2, 4, 2)),
+        analysis.to_inference_data(test_draws, ns, rollouts=np.zeros((3, 2, 4, 2)),
                               rollout_truth=np.zeros((2, 5, 2)))
 
 
@@ -255,19 +255,19 @@ def test_coverage_of_a_known_gaussian_predictive_is_nominal():
     mu, sd = rng.normal(size=N), rng.uniform(0.5, 2.0, size=N)
     draws = mu + sd * rng.normal(size=(S, N))
     observed = mu + sd * rng.normal(size=N)
-    cov = ppc.coverage(draws, observed, (0.5, 0.8, 0.9, 0.95))
+    cov = analysis.coverage(draws, observed, (0.5, 0.8, 0.9, 0.95))
     for level, value in cov.items():
         assert abs(value - level) < coverage_tolerance(level, N, S), (level, value)
     # an overconfident predictive (half the spread) misses: 90% intervals cover P(|z| < 0.82)
     narrow = mu + 0.5 * sd * rng.normal(size=(S, N))
     expected = 2 * norm.cdf(0.5 * norm.ppf(0.95)) - 1
-    assert abs(ppc.coverage(narrow, observed, (0.9,))[0.9] - expected) < coverage_tolerance(
+    assert abs(analysis.coverage(narrow, observed, (0.9,))[0.9] - expected) < coverage_tolerance(
         expected, N, S)
     # the intervals are numpy's linear-interpolation quantiles
     lo, hi = np.quantile(draws[:50, :300], [0.15, 0.85], axis=0)
     inside = ((observed[:300] >= lo) & (observed[:300] <= hi)).mean()
-    assert ppc.coverage(draws[:50, :300], observed[:300], (0.7,))[0.7] == inside
-    nominal, empirical = ppc.calibration_curve(draws, observed)
+    assert analysis.coverage(draws[:50, :300], observed[:300], (0.7,))[0.7] == inside
+    nominal, empirical = analysis.calibration_curve(draws, observed)
     np.testing.assert_allclose(nominal, np.arange(1, 20) * 0.05)
     assert np.all(np.diff(empirical) >= 0)  # nested intervals: coverage is monotone
     for level, value in zip(nominal, empirical, strict=True):
@@ -283,10 +283,11 @@ def test_prior_predictive_coverage_of_the_linear_model():
     states = torch.randn(T, n, M, generator=g, dtype=torch.float64)
     observed = states + math.sqrt(PREDICTIVE_VAR) * torch.randn(
         T, n, M, generator=g, dtype=torch.float64)
-    d = ppc.posterior_predictive(model, None, states, observed, num_samples=S, seed=0,
+    d = inference.posterior_predictive(model, None, states, observed, num_samples=S, seed=0,
                                  chunk_size=T)
     N = T * n * M
-    for level, value in ppc.coverage(d["obs"], observed.numpy(), (0.5, 0.8, 0.9, 0.95)).items():
+    levels = (0.5, 0.8, 0.9, 0.95)
+    for level, value in analysis.coverage(d["obs"], observed.numpy(), levels).items():
         assert abs(value - level) < coverage_tolerance(level, N, S), (level, value)
     # the predictive variance is dt^2 v + sigma^2 (4 s.e. of a variance from S draws)
     var = (d["obs"] - states.numpy()[None]).var(0, ddof=1).mean()
@@ -308,10 +309,10 @@ def test_mean_log_predictive_density_matches_closed_form():
     states = torch.randn(T, n, M, generator=g, dtype=torch.float64)
     observed = states + math.sqrt(PREDICTIVE_VAR) * torch.randn(
         T, n, M, generator=g, dtype=torch.float64)
-    d = ppc.posterior_predictive(model, None, states, observed, num_samples=S, seed=5,
+    d = inference.posterior_predictive(model, None, states, observed, num_samples=S, seed=5,
                                  chunk_size=T)
     ll = d["log_likelihood"].reshape(S, -1)
-    mc = ppc.mean_log_predictive_density(d["log_likelihood"])
+    mc = analysis.mean_log_predictive_density(d["log_likelihood"])
     exact = norm.logpdf(observed.numpy(), states.numpy(), math.sqrt(PREDICTIVE_VAR)).sum(-1)
     p = np.exp(ll - ll.max(0))
     ratio = p / p.mean(0)
@@ -320,46 +321,46 @@ def test_mean_log_predictive_density_matches_closed_form():
     assert abs(mc - exact.mean()) < 4 * se + bias
     assert 4 * se + bias < 0.03  # the check is sharp
     np.testing.assert_allclose(
-        ppc.pointwise_log_predictive_density(d["log_likelihood"]).reshape(-1),
+        analysis.pointwise_log_predictive_density(d["log_likelihood"]).reshape(-1),
         np.log(np.exp(ll).mean(0)), rtol=1e-10,
     )
 
 
 def test_mean_log_predictive_density_exact_values():
     # constant over draws -> that constant; two draws -> log of the mean of the likelihoods
-    assert ppc.mean_log_predictive_density(np.full((7, 3), -2.5)) == pytest.approx(-2.5)
+    assert analysis.mean_log_predictive_density(np.full((7, 3), -2.5)) == pytest.approx(-2.5)
     ll = np.log(np.array([[0.2, 1e-300], [0.6, 3e-300]]))
-    np.testing.assert_allclose(ppc.pointwise_log_predictive_density(ll),
+    np.testing.assert_allclose(analysis.pointwise_log_predictive_density(ll),
                                np.log([0.4, 2e-300]), rtol=1e-12)
-    assert ppc.mean_log_predictive_density(np.array([[-np.inf], [0.0]])) == pytest.approx(
+    assert analysis.mean_log_predictive_density(np.array([[-np.inf], [0.0]])) == pytest.approx(
         math.log(0.5))
     with pytest.raises(ValueError, match="NaN"):
-        ppc.mean_log_predictive_density(np.array([[np.nan], [0.0]]))
+        analysis.mean_log_predictive_density(np.array([[np.nan], [0.0]]))
 
 
 def test_summary_functions_reject_bad_input():
     with pytest.raises(ValueError, match="draws must have shape"):
-        ppc.coverage(np.zeros((10, 3)), np.zeros(4))
+        analysis.coverage(np.zeros((10, 3)), np.zeros(4))
     with pytest.raises(ValueError, match="draws must have shape"):
-        ppc.coverage(np.zeros((1, 3)), np.zeros(3))
+        analysis.coverage(np.zeros((1, 3)), np.zeros(3))
     with pytest.raises(ValueError, match="levels must be numbers strictly between 0 and 1"):
-        ppc.coverage(np.zeros((10, 3)), np.zeros(3), (0.5, 1.0))
+        analysis.coverage(np.zeros((10, 3)), np.zeros(3), (0.5, 1.0))
     with pytest.raises(ValueError, match="drop diverged draws"):
-        ppc.coverage(np.full((10, 3), np.inf), np.zeros(3))
+        analysis.coverage(np.full((10, 3), np.inf), np.zeros(3))
     model = linear_model()
     states = torch.zeros(2, 3, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"states must have shape \(trajectories, transitions"):
-        ppc.posterior_predictive(model, None, states[0])
+        inference.posterior_predictive(model, None, states[0])
     with pytest.raises(ValueError, match="next_states contains NaN"):
-        ppc.posterior_predictive(model, None, states, states * float("nan"))
+        inference.posterior_predictive(model, None, states, states * float("nan"))
     with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
-        ppc.posterior_predictive(model, None, states, num_samples=0)
+        inference.posterior_predictive(model, None, states, num_samples=0)
     with pytest.raises(ValueError, match="keep_weights must be"):
-        ppc.posterior_predictive(model, None, states, keep_weights="first")
+        inference.posterior_predictive(model, None, states, keep_weights="first")
     with pytest.raises(ValueError, match=r"x0 must have shape \(R, 2\)"):
-        ppc.rollout_predictive(model, None, states, 3)
+        inference.predictive_rollout(model, None, states, 3)
     with pytest.raises(ValueError, match="horizon must be an int >= 1"):
-        ppc.rollout_predictive(model, None, states[0], 0)
+        inference.predictive_rollout(model, None, states[0], 0)
 
 
 # ----------------------------------------------------------------------------- LOO, comparison
@@ -374,14 +375,14 @@ def gaussian_idata(rng, shift: float, post_sd: float, T=30, n=4, M=2, S=200, y_o
     obs = centre + rng.normal(size=(S, T, n, M))
     loglik = norm.logpdf(y[None], centre, 1.0).sum(-1)
     draws = {"obs": obs, "mean": np.broadcast_to(centre, obs.shape), "log_likelihood": loglik}
-    return ppc.to_inference_data(draws, y), y, mu
+    return analysis.to_inference_data(draws, y), y, mu
 
 
 def test_loo_summary_flags_unreliable_importance_sampling():
     rng = np.random.default_rng(0)
     # a tight posterior: the log-likelihood barely varies over draws -> all k small
     good, _, _ = gaussian_idata(rng, 0.0, 0.01)
-    loo = ppc.loo_summary(good)
+    loo = analysis.loo_summary(good)
     assert loo["reliable"] and loo["share_k_gt_0.7"] == 0.0 and loo["pareto_k_max"] < 0.5
     assert loo["n_points"] == 120 and loo["n_samples"] == 200
     # tight draws: elpd_loo ~ sum_i log N(y_i; mu_i, 1) (the draws sit at mu)
@@ -389,7 +390,7 @@ def test_loo_summary_flags_unreliable_importance_sampling():
                                             abs=1.0)
     # a wide posterior and observations far from it: heavy-tailed weights -> large k
     bad, _, _ = gaussian_idata(rng, 0.0, 3.0, y_offset=6.0)
-    loo_bad = ppc.loo_summary(bad)
+    loo_bad = analysis.loo_summary(bad)
     assert not loo_bad["reliable"] and loo_bad["share_k_gt_0.7"] > 0
     assert "UNRELIABLE" in loo_bad["note"]
 
@@ -398,7 +399,7 @@ def test_compare_variants_ranks_by_held_out_density():
     rng = np.random.default_rng(1)
     right, y, mu = gaussian_idata(rng, 0.0, 0.01)
     wrong, _, _ = gaussian_idata(rng, 1.0, 0.01)
-    result = ppc.compare_variants({"right": right, "wrong": wrong},
+    result = analysis.compare_variants({"right": right, "wrong": wrong},
                                   {"right": right, "wrong": wrong})
     test = result["test"]
     assert result["best_test"] == "right"
@@ -416,13 +417,13 @@ def test_compare_variants_ranks_by_held_out_density():
     assert rows["wrong"]["elpd_diff"] > 0
     # one unreliable variant flags the whole LOO comparison
     bad, _, _ = gaussian_idata(rng, 0.0, 3.0, y_offset=6.0)
-    flagged = ppc.compare_variants({"right": right, "bad": bad}, {"right": right, "bad": bad})
+    flagged = analysis.compare_variants({"right": right, "bad": bad}, {"right": right, "bad": bad})
     assert flagged["loo_reliable"] is False and "bad" in flagged["loo_note"]
     assert flagged["loo_compare"]["bad"]["reliable"] is False
-    no_loo = ppc.compare_variants({"right": right})
+    no_loo = analysis.compare_variants({"right": right})
     assert no_loo["loo"] is None and no_loo["best_test"] == "right"
     with pytest.raises(ValueError, match="non-empty dict"):
-        ppc.compare_variants({})
+        analysis.compare_variants({})
 
 
 # ----------------------------------------------------------------------------- figures
@@ -431,24 +432,24 @@ def test_compare_variants_ranks_by_held_out_density():
 def test_figures(trained, test_draws, tmp_path):
     model, guide, data = trained
     s, ns = transitions(data.test)
-    idata = ppc.to_inference_data(test_draws, ns, model.generators().detach(), states=s)
-    fig = ppc.plot_ppc_phases(idata, tmp_path / "obs.png")
+    idata = analysis.to_inference_data(test_draws, ns, model.generators().detach(), states=s)
+    fig = plotting.plot_ppc_phases(idata, tmp_path / "obs.png")
     assert sum(ax.get_visible() for ax in fig.axes) == 2
-    ppc.plot_ppc_phases(idata, tmp_path / "inc.png", "increment")
-    r = ppc.rollout_predictive(model, guide, data.test[:2, 0], 10, 20, seed=0)
-    fig = ppc.plot_rollout_bands(r, data.test[:2], tmp_path / "roll.png",
+    plotting.plot_ppc_phases(idata, tmp_path / "inc.png", "increment")
+    r = inference.predictive_rollout(model, guide, data.test[:2, 0], 10, 20, seed=0)
+    fig = plotting.plot_rollout_bands(r, data.test[:2], tmp_path / "roll.png",
                                  times=np.arange(11) * 0.2)
     assert len(fig.axes) == 4
     median = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"][0]
     np.testing.assert_allclose(median.get_ydata(), np.median(r[:, 0, :, 0], axis=0))
-    curves = {"one step": ppc.calibration_curve(test_draws["obs"], ns.numpy())}
-    ppc.plot_calibration(curves, tmp_path / "cal.png", n_points=ns.numel())
-    ppc.plot_loo_pit(idata, tmp_path / "loo_pit.png")
+    curves = {"one step": analysis.calibration_curve(test_draws["obs"], ns.numpy())}
+    plotting.plot_calibration(curves, tmp_path / "cal.png", n_points=ns.numel())
+    plotting.plot_loo_pit(idata, tmp_path / "loo_pit.png")
     for name in ("obs", "inc", "roll", "cal", "loo_pit"):
         head = (tmp_path / f"{name}.png").read_bytes()[:8]
         assert head == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="disagree"):
-        ppc.plot_rollout_bands(r, data.test[:3], None)
+        plotting.plot_rollout_bands(r, data.test[:3], None)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -463,8 +464,7 @@ def keep_param_store():
 
 
 def test_run_ppc_on_a_finished_run(tmp_path, cache, keep_param_store, capsys):
-    experiment = pytest.importorskip("pyro_razor.experiment")
-    from pyro_razor.config import DataConfig, EvaluationConfig, ExperimentConfig, ModelConfig
+    from pyro_razor.runs import DataConfig, EvaluationConfig, ExperimentConfig, ModelConfig
 
     config = ExperimentConfig(
         name="tiny",
@@ -478,8 +478,8 @@ def test_run_ppc_on_a_finished_run(tmp_path, cache, keep_param_store, capsys):
         dtype="float64",
     )
     run_dir = tmp_path / "tiny"
-    experiment.run_experiment(config, run_dir, progress=False)
-    result = ppc.run_ppc(run_dir, samples=20, horizon=12, rollout_trajectories=2)
+    runs.run_experiment(config, run_dir, progress=False)
+    result = runs.run_ppc(run_dir, samples=20, horizon=12, rollout_trajectories=2)
     printed = capsys.readouterr().out
     assert "vanilla" in printed and "learned" in printed and "mlpd" in printed
     assert set(result["variants"]) == {"vanilla", "learned"}
@@ -491,11 +491,11 @@ def test_run_ppc_on_a_finished_run(tmp_path, cache, keep_param_store, capsys):
         assert record["rollout"]["horizon_steps"] == 12  # beyond the data: exact solution
         for key in ("reliable", "share_k_gt_0.7", "elpd_loo", "good_k"):
             assert key in record["loo_train"]
-        idata = ppc.load_netcdf(vdir / "ppc.nc")
+        idata = analysis.load_netcdf(vdir / "ppc.nc")
         # ppc.json's test mlpd is the one of the saved log-likelihood
         ll = idata.log_likelihood["obs"].values[0]
         assert record["test"]["mlpd_per_transition"] == pytest.approx(
-            ppc.mean_log_predictive_density(ll), rel=1e-12)
+            analysis.mean_log_predictive_density(ll), rel=1e-12)
         assert idata.log_likelihood["obs"].shape == (1, 20, 5, 10)
         assert idata.predictions["rollout"].shape == (1, 20, 2, 13, 2)
         truth = idata.predictions_constant_data["rollout_truth"].values
@@ -513,14 +513,14 @@ def test_run_ppc_on_a_finished_run(tmp_path, cache, keep_param_store, capsys):
     assert isinstance(comparison["loo_reliable"], bool) and comparison["loo_note"]
 
     # a single variant, then the errors: an untrained variant and a directory without a run
-    one = ppc.run_ppc(run_dir, variant="vanilla", samples=5, verbose=False)
+    one = runs.run_ppc(run_dir, variant="vanilla", samples=5, verbose=False)
     assert set(one["variants"]) == {"vanilla"}
     assert set(one["comparison"]["test"]) == {"vanilla", "learned"}  # earlier files reused
     with pytest.raises(FileNotFoundError, match=r"oracle.*checkpoint\.pt.*pyro-razor run CONFIG"):
-        ppc.run_ppc(run_dir, variant="oracle")
+        runs.run_ppc(run_dir, variant="oracle")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=r"no trained variant.*pyro-razor run CONFIG"):
-        ppc.run_ppc(empty)
+        runs.run_ppc(empty)
     with pytest.raises(FileNotFoundError, match="does not exist.*pyro-razor run CONFIG"):
-        ppc.run_ppc(tmp_path / "nowhere")
+        runs.run_ppc(tmp_path / "nowhere")

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pyro_razor.config import load_experiment
 from pyro_razor.configio import replace_path
-from pyro_razor.experiment import run_experiment
+from pyro_razor.runs import load_experiment, run_experiment
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 

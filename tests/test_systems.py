@@ -317,7 +317,7 @@ def test_sample_uses_named_sampler_and_validates():
     system = n_body(3, 2)
     with pytest.raises(ValueError, match="no initial-condition sampler 'nope'.*moved"):
         system.sample(3, _gen(0), "nope")
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
         system.sample(0, _gen(0))
     with pytest.raises(TypeError, match="torch.Generator"):
         system.sample(3, 0)

@@ -30,7 +30,8 @@ from pyro_razor.distributions import MatrixNormal
 __all__ = ["MatrixNormalGuide"]
 
 
-def _deep_getattr(obj, name: str):
+def deep_getattr(obj, name: str):
+    """``obj.a.b.c`` for ``name = "a.b.c"`` (guides store per-site parameters this way)."""
     for part in name.split("."):
         obj = getattr(obj, part)
     return obj
@@ -116,9 +117,9 @@ class MatrixNormalGuide(AutoGuide):
     def _site_distribution(self, name: str) -> MatrixNormal:
         root = self._init_scale**0.5
         return MatrixNormal(
-            _deep_getattr(self.locs, name),
-            root * _deep_getattr(self.scale_tril_rows, name),
-            root * _deep_getattr(self.scale_tril_cols, name),
+            deep_getattr(self.locs, name),
+            root * deep_getattr(self.scale_tril_rows, name),
+            root * deep_getattr(self.scale_tril_cols, name),
         )
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:

@@ -1,6 +1,15 @@
-"""The Noether's razor model: ``F_theta``, conserved quantities, priors, noise, ``H_hat``."""
+"""The Noether's razor model: ``F_theta``, conserved quantities, priors, likelihood, ``H_hat``.
+
+- :mod:`.networks`: ``F_theta`` as a Bayesian MLP whose layer matrices are Pyro sample sites;
+- :mod:`.priors`: swappable Gaussian priors over the layer matrices (fixed, learned, D.3);
+- :mod:`.quantities`: learnable (``eta``) or fixed conserved quantities and their generators;
+- :mod:`.hamiltonian`: the symmetrised ``H_hat`` and its vector field;
+- :mod:`.noise`, :mod:`.likelihood`: the Gaussian trajectory likelihood and its output noise;
+- :mod:`.razor`: :class:`NoetherRazorModel`, the Pyro program that puts them together.
+"""
 
 from pyro_razor.models.hamiltonian import SymmetrisedHamiltonian
+from pyro_razor.models.likelihood import OBSERVATION_SITE, GaussianTransitionLikelihood
 from pyro_razor.models.networks import (
     ACTIVATIONS,
     Activation,
@@ -8,19 +17,19 @@ from pyro_razor.models.networks import (
     get_activation,
     mlp_value_and_input_gradient,
 )
-from pyro_razor.models.noise import EmpiricalNoise, FixedNoise, OutputNoise, make_noise
+from pyro_razor.models.noise import EmpiricalNoise, FixedNoise, OutputNoise
 from pyro_razor.models.priors import (
     ClosedFormVariancePrior,
     FixedVariancePrior,
     LayerGaussianPrior,
     LearnedVariancePrior,
-    make_prior,
 )
 from pyro_razor.models.quantities import FixedQuantities, LearnedQuantities
 from pyro_razor.models.razor import NoetherRazorModel
 
 __all__ = [
     "ACTIVATIONS",
+    "OBSERVATION_SITE",
     "Activation",
     "BayesianMLP",
     "ClosedFormVariancePrior",
@@ -28,6 +37,7 @@ __all__ = [
     "FixedNoise",
     "FixedQuantities",
     "FixedVariancePrior",
+    "GaussianTransitionLikelihood",
     "LayerGaussianPrior",
     "LearnedQuantities",
     "LearnedVariancePrior",
@@ -35,7 +45,5 @@ __all__ = [
     "OutputNoise",
     "SymmetrisedHamiltonian",
     "get_activation",
-    "make_noise",
-    "make_prior",
     "mlp_value_and_input_gradient",
 ]

@@ -48,8 +48,9 @@ class SymmetrisedHamiltonian:
             self.phase_dim, dtype=self.weights[0].dtype, device=self.weights[0].device
         )
 
-    def _check(self, x: torch.Tensor) -> torch.Tensor:
-        """Broadcast ``x`` to ``(P, N, M)``."""
+    def broadcast(self, x: torch.Tensor) -> torch.Tensor:
+        """Broadcast ``(N, M)`` or ``(P, N, M)`` points to ``(P, N, M)`` (``ValueError`` if
+        neither)."""
         M, P = self.phase_dim, self.num_weight_samples
         if x.shape[-1] != M:
             raise ValueError(f"expected points of shape (..., {M}), got {tuple(x.shape)}")
@@ -70,7 +71,7 @@ class SymmetrisedHamiltonian:
         Returns:
             ``(P, N)`` energies and ``(P, N, M)`` gradients.
         """
-        x = self._check(x)
+        x = self.broadcast(x)
         P, N, M = x.shape
         if self.transforms is None:
             return mlp_value_and_input_gradient(self.weights, x, self.activation)

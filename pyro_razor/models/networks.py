@@ -148,6 +148,16 @@ class BayesianMLP(PyroModule):
         return lambda self: self.prior.distribution(l, shape, self._anchor)
 
     @property
+    def device(self) -> torch.device:
+        """Where the network's tensors (and its prior's) live."""
+        return self._anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the network's tensors."""
+        return self._anchor.dtype
+
+    @property
     def num_layers(self) -> int:
         return len(self.layer_shapes)
 

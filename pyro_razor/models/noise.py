@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EmpiricalNoise", "FixedNoise", "OutputNoise", "make_noise"]
+__all__ = ["EmpiricalNoise", "FixedNoise", "OutputNoise"]
 
 
 class OutputNoise(nn.Module):
@@ -48,12 +48,3 @@ class EmpiricalNoise(OutputNoise):
         if not torch.isfinite(r):
             raise FloatingPointError(f"empirical noise update got a non-finite residual: {r}")
         self.variance.mul_(self.momentum).add_((1.0 - self.momentum) * r)
-
-
-def make_noise(kind: str, variance: float = 1e-3) -> OutputNoise:
-    """Build output noise by name: ``"fixed"`` or ``"empirical"``."""
-    if kind == "fixed":
-        return FixedNoise(variance)
-    if kind == "empirical":
-        return EmpiricalNoise(variance)
-    raise ValueError(f"unknown output noise {kind!r}; choose 'fixed' or 'empirical'")

@@ -5,7 +5,7 @@ Pyro expects so that closed-form KLs apply::
 
     Normal(0, sqrt(v_l)).expand((out_l, in_l + 1)).to_event(2)
 
-They differ in how ``v_l`` is chosen (DESIGN.md section 1, paper appendix D.3):
+They differ in how ``v_l`` is chosen (paper appendix D.3):
 
 - :class:`FixedVariancePrior`: ``v_l`` is a constant.
 - :class:`LearnedVariancePrior`: ``v_l`` is a ``pyro.param`` (positive), optimised by the ELBO
@@ -28,7 +28,6 @@ __all__ = [
     "FixedVariancePrior",
     "LayerGaussianPrior",
     "LearnedVariancePrior",
-    "make_prior",
 ]
 
 
@@ -135,17 +134,3 @@ class ClosedFormVariancePrior(LayerGaussianPrior):
         if not torch.isfinite(target).all() or (target <= 0).any():
             raise FloatingPointError(f"closed-form prior variance update is invalid: {target}")
         self._variances.mul_(self.damping).add_((1.0 - self.damping) * target)
-
-
-_PRIORS = {
-    "fixed": FixedVariancePrior,
-    "learned": LearnedVariancePrior,
-    "closed_form": ClosedFormVariancePrior,
-}
-
-
-def make_prior(kind: str, variance: float = 1.0) -> LayerGaussianPrior:
-    """Build a prior by name: ``"fixed"``, ``"learned"`` or ``"closed_form"``."""
-    if kind not in _PRIORS:
-        raise ValueError(f"unknown prior {kind!r}; choose one of {sorted(_PRIORS)}")
-    return _PRIORS[kind](variance)

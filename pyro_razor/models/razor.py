@@ -10,9 +10,9 @@ Generative story, for transitions ``(x_t, x_{t+dt})`` of ``T`` observed trajecto
 3. ``S`` symmetry times ``tau_s ~ mu`` give transforms ``T_s = expm(sum_k tau_sk G_k)``,
    computed once per call and shared by every point, integrator step and weight sample;
 4. the symmetrised Hamiltonian ``H_hat = 1/S sum_s F_theta o Phi^{tau_s}`` (eq. 14);
-5. ``x_{t+dt} ~ N(ODESolve(J grad H_hat, x_t, dt), sigma^2_data I)`` inside
-   ``pyro.plate("trajectories", T, subsample=...)`` (minibatches of trajectories) and
-   ``pyro.plate("time", n)`` over the transitions of each trajectory.
+5. ``x_{t+dt} ~ N(ODESolve(J grad H_hat, x_t, dt), sigma^2_data I)``, the likelihood object
+   :class:`~pyro_razor.models.likelihood.GaussianTransitionLikelihood` with its plates
+   ``"trajectories"`` (minibatches of trajectories) and ``"time"`` (transitions).
 
 The symmetry times are auxiliary Monte-Carlo variables of the unbiased estimator of eq. 12–14,
 not latent variables: they are drawn from the torch RNG (seeded by ``pyro.set_rng_seed``), not
@@ -30,23 +30,22 @@ import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 
-import pyro
-import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from torch.utils.checkpoint import checkpoint
 
 from pyro_razor.integrators import integrate
 from pyro_razor.models.hamiltonian import SymmetrisedHamiltonian
+from pyro_razor.models.likelihood import GaussianTransitionLikelihood
 from pyro_razor.models.networks import BayesianMLP, get_activation
-from pyro_razor.models.noise import FixedNoise, OutputNoise
+from pyro_razor.models.noise import OutputNoise
 from pyro_razor.models.priors import FixedVariancePrior, LayerGaussianPrior
 from pyro_razor.models.quantities import FixedQuantities, LearnedQuantities
 from pyro_razor.symmetry import SymmetryMeasure, check_phase_dim, flow_matrices
 
 __all__ = ["NoetherRazorModel"]
 
-MAX_PLATE_NESTING = 2
+MAX_PLATE_NESTING = GaussianTransitionLikelihood.max_plate_nesting
 
 
 class NoetherRazorModel(PyroModule):
@@ -59,7 +58,7 @@ class NoetherRazorModel(PyroModule):
         activation: ``"elu"``, ``"tanh"``, ``"softplus"`` or ``"silu"``.
         elu_alpha: ``alpha`` of ELU.
         prior: prior object over the layer matrices (default ``N(0, I)``).
-        noise: output noise (default fixed ``sigma^2 = 1e-3``).
+        noise: output noise of the likelihood (default fixed ``sigma^2 = 1e-3``).
         quantities: ``None`` (vanilla HNN), :class:`LearnedQuantities` or
             :class:`FixedQuantities`.
         measure: the measure ``mu(tau)``.
@@ -111,14 +110,13 @@ class NoetherRazorModel(PyroModule):
             get_activation(activation, elu_alpha),
             prior if prior is not None else FixedVariancePrior(1.0),
         )
-        self.noise = noise if noise is not None else FixedNoise(1e-3)
+        self.likelihood = GaussianTransitionLikelihood(noise)
         self.quantities = quantities
         self.measure = measure if measure is not None else SymmetryMeasure()
         self.tau_samples = int(tau_samples)
         self.integrator = integrator
         self.integrator_steps = int(integrator_steps)
         self.checkpoint_steps = bool(checkpoint_steps)
-        self.last_diagnostics: dict[str, float] = {}
 
     # ----------------------------------------------------------------- variants
     @classmethod
@@ -152,6 +150,21 @@ class NoetherRazorModel(PyroModule):
         return 0 if self.quantities is None else self.quantities.num_quantities
 
     @property
+    def noise(self) -> OutputNoise:
+        """The likelihood's output noise ``sigma^2_data``."""
+        return self.likelihood.noise
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live."""
+        return self.hamiltonian_net.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the model's tensors."""
+        return self.hamiltonian_net.dtype
+
+    @property
     def weight_sites(self) -> list[str]:
         """Names of the Pyro sample sites of the network's layer matrices."""
         return self.hamiltonian_net.site_names()
@@ -160,7 +173,7 @@ class NoetherRazorModel(PyroModule):
         """Optimiser group of a param-store name: ``"eta"``, ``"hyper"`` or ``"theta"``."""
         if name.startswith("quantities."):
             return "eta"
-        if name.startswith("hamiltonian_net.prior.") or name.startswith("noise."):
+        if name.startswith(("hamiltonian_net.prior.", "likelihood.")):
             return "hyper"
         return "theta"
 
@@ -209,7 +222,7 @@ class NoetherRazorModel(PyroModule):
             ``(P, N, M)`` predicted states.
         """
         H = self.hamiltonian(weights, transforms)
-        x = H._check(x)
+        x = H.broadcast(x)
         duration = self.dt if duration is None else duration
         steps = max(1, round(self.integrator_steps * duration / self.dt))
         if not (self.checkpoint_steps and torch.is_grad_enabled()):
@@ -222,7 +235,8 @@ class NoetherRazorModel(PyroModule):
         return x
 
     # ----------------------------------------------------------------- model
-    def _check_data(self, states: torch.Tensor, next_states: torch.Tensor | None) -> None:
+    def check_data(self, states: torch.Tensor, next_states: torch.Tensor | None = None) -> None:
+        """Raise ``ValueError`` unless ``states`` (and ``next_states``) are ``(T, n, M)``."""
         M = self.phase_dim
         if states.dim() != 3 or states.shape[-1] != M:
             raise ValueError(
@@ -251,25 +265,20 @@ class NoetherRazorModel(PyroModule):
         Returns:
             ``(*particles, B, n, M)`` the sampled or observed next states.
         """
-        self._check_data(states, next_states)
+        self.check_data(states, next_states)
         T, n, M = states.shape
         raw = self.hamiltonian_net.sample_weights()
         particle_shape = self._particle_shape(raw[0].shape[:-2])
         P = math.prod(particle_shape)
         weights = [w.reshape(P, *w.shape[-2:]) for w in raw]
         transforms = self.transforms()
-        with pyro.plate("trajectories", T, subsample=subsample, dim=-2) as idx:
+        with self.likelihood.trajectories(T, subsample) as idx:
             x = states[idx]  # (B, n, M)
             B = x.shape[0]
             mean = self.predict(weights, transforms, x.reshape(B * n, M))
             mean = mean.reshape(*particle_shape, B, n, M)
             obs = None if next_states is None else next_states[idx]
-            scale = self.noise.variance.to(mean).sqrt()
-            with pyro.plate("time", n, dim=-1):
-                value = pyro.sample("obs", dist.Normal(mean, scale).to_event(1), obs=obs)
-            if obs is not None:
-                self._record(mean.detach(), obs, scale.detach(), T / B)
-        return value
+            return self.likelihood(mean, obs)
 
     @staticmethod
     def _particle_shape(batch: torch.Size) -> tuple[int, ...]:
@@ -287,16 +296,6 @@ class NoetherRazorModel(PyroModule):
         while len(batch) > 1 and batch[-1] == 1:
             batch = batch[:-1]
         return batch
-
-    def _record(self, mean: torch.Tensor, obs: torch.Tensor, scale: torch.Tensor, T_over_B: float):
-        """Keep the last call's diagnostics (full-data NLL estimate, residual variance)."""
-        with torch.no_grad():
-            residual_sq = (mean - obs) ** 2
-            nll = -dist.Normal(mean, scale).log_prob(obs).sum((-3, -2, -1)).mean()
-            self.last_diagnostics = {
-                "nll": float(nll) * T_over_B,
-                "mse": float(residual_sq.mean()),
-            }
 
     # ----------------------------------------------------------------- convenience
     @contextmanager

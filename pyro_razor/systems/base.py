@@ -26,6 +26,7 @@ from types import MappingProxyType
 
 import torch
 
+from pyro_razor.checks import check_int
 from pyro_razor.symmetry import QuadraticQuantity, check_phase_dim, generators_of
 
 __all__ = ["HamiltonianSystem", "InitialSampler", "gaussian_initial"]
@@ -54,12 +55,6 @@ def gaussian_initial(M: int, std: float = 1.0) -> InitialSampler:
         return std * z
 
     return sample
-
-
-def _check_count(n: object, what: str) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{what} must be a positive int, got {n!r}")
-    return n
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,7 +208,7 @@ class HamiltonianSystem:
             which: ``"train"`` uses ``sample_initial``; any other name uses
                 ``test_initial[which]``.
         """
-        _check_count(n, f"{self.name}.sample: n")
+        check_int(n, f"{self.name}.sample: n")
         if not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"{self.name}.sample: generator must be a torch.Generator, "

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from pyro_razor.checks import check_int
 from pyro_razor.symmetry import QuadraticQuantity
 
 from .base import HamiltonianSystem, gaussian_initial
@@ -63,12 +64,6 @@ def _unit(M: int, k: int) -> torch.Tensor:
 def _product(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``A`` such that ``1/2 x^T A x = (u.x)(v.x)``."""
     return torch.outer(u, v) + torch.outer(v, u)
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_float(
@@ -120,7 +115,7 @@ def harmonic_oscillators(n: int = 3) -> HamiltonianSystem:
     - ``R_ij = q_i p_j - q_j p_i`` for ``i < j``,
     - ``F_ij = q_i q_j + p_i p_j`` for ``i < j``.
     """
-    n = _check_int(n, "harmonic_oscillators: n", 1)
+    n = check_int(n, "harmonic_oscillators: n", 1)
     M = 2 * n
 
     def q(i: int) -> torch.Tensor:
@@ -280,8 +275,8 @@ def n_body(
         shift_std: standard deviation of the common position shift (>= 0).
         momentum_std: standard deviation of every momentum coordinate (>= 0, default 0.5).
     """
-    n = _check_int(n, "n_body: n", 2)
-    dim = _check_int(dim, "n_body: dim", 1)
+    n = check_int(n, "n_body: n", 2)
+    dim = check_int(dim, "n_body: dim", 1)
     if masses is None:
         mass_tuple = (1.0,) * n
     else:

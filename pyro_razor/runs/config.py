@@ -1,4 +1,4 @@
-"""Typed experiment configs: one TOML file describes one paper experiment (DESIGN.md section 4).
+"""Typed experiment configs: one TOML file describes one experiment (paper section 5).
 
 An :class:`ExperimentConfig` is a frozen tree of dataclasses, read strictly from TOML by
 :func:`load_experiment` (unknown keys, wrong types and impossible values raise
@@ -33,11 +33,12 @@ from typing import Literal
 import torch
 
 from pyro_razor.configio import ConfigError, load_config
-from pyro_razor.inference import TrainConfig
+from pyro_razor.inference.config import TrainConfig
 from pyro_razor.systems import DatasetSpec
 
 __all__ = [
     "VARIANTS",
+    "VARIANT_LABELS",
     "DataConfig",
     "EvaluationConfig",
     "ExperimentConfig",
@@ -49,6 +50,13 @@ __all__ = [
 
 VARIANTS = ("vanilla", "learned", "oracle")
 """The model variants an experiment can train, in their canonical order."""
+
+VARIANT_LABELS = {
+    "vanilla": "HNN",
+    "learned": "HNN + learned symmetry",
+    "oracle": "HNN + fixed symmetry (oracle)",
+}
+"""How tables and figures name the variants."""
 
 Variant = Literal["vanilla", "learned", "oracle"]
 
@@ -209,14 +217,14 @@ class EvaluationConfig:
     Attributes:
         num_samples: weight samples from the posterior for the metrics.
         tau_samples: symmetrisation samples at evaluation (more than in training: the
-            S-sample estimate of ``H_hat`` is noisy, DESIGN.md section 4).
+            S-sample estimate of ``H_hat`` is noisy).
         rollout_points: states per long-horizon rollout, the start included (so the horizon is
             ``(rollout_points - 1) dt``); choose it well past ``train_points``.
         rollout_trajectories: test initial conditions rolled out.
         threshold: singular values above ``threshold`` (relative to the largest) count as
             significant (paper section 5.1: 0.05).
         min_norm: ...and only if their absolute size is at least ``min_norm`` (a collapsed
-            generator moves no point; DESIGN.md section 3).
+            generator moves no point).
         parallel_level: parallelness that counts as a recovered direction (paper: 0.99 for
             oscillators, 0.95 for the 3-body system).
         grid: points per axis of the phase-portrait grids (2-d systems).

@@ -1,17 +1,18 @@
 """Speed and memory of SVI steps (``pyro-razor bench``).
 
 For each case (an experiment config and one of its variants) the benchmark builds the model and
-guide exactly as :func:`pyro_razor.experiment.run_experiment` does, runs ``warmup`` untimed SVI
-steps and then ``steps`` timed ones (each step as in :func:`pyro_razor.inference.train`: one
-``svi.step`` on a minibatch, the cosine schedule, the closed-form prior update and the noise
-update) and reports the median seconds per step and the peak memory:
+guide exactly as :func:`pyro_razor.runs.run_experiment` does, runs ``warmup`` untimed SVI
+steps and then ``steps`` timed ones (each a :class:`pyro_razor.inference.TrainingStep`, the step
+:func:`pyro_razor.inference.train` takes: one ``svi.step`` on a minibatch, the cosine schedule,
+the closed-form prior update and the noise update) and reports the median seconds per step and
+the peak memory:
 
 - CUDA: ``torch.cuda.max_memory_allocated`` over the timed steps;
 - CPU: the process' peak resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) after the
   case, and by how much this case raised it (0 when an earlier case had a higher peak).
 
-Built-in reference cases reproduce the four configurations whose speed DESIGN.md section 4
-quotes for the reference JAX code on 2-core CPUs (float32, jit), printed beside ours. The
+Built-in reference cases reproduce the four configurations of the paper's tables whose speed
+was measured for the reference JAX code on 2-core CPUs (float32, jit). The
 Table 2 and 3 cases use 20 trajectories x 50 transitions, i.e. exactly one minibatch of the
 paper's setting (B = 20 trajectories), so a step does the same work as in the paper's runs.
 They are paper scale: backpropagating through 10-20 Euler steps of ``S x particles x points``
@@ -21,7 +22,6 @@ symmetrised network evaluations needs tens of GiB on the CPU for all but
 
 from __future__ import annotations
 
-import math
 import resource
 import statistics
 import sys
@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from pyro.infer import SVI
 
-from pyro_razor import inference
-from pyro_razor.config import (
+from pyro_razor.configio import replace_path
+from pyro_razor.inference import TrainConfig, TrainingStep
+from pyro_razor.runs.config import (
     DataConfig,
     EvaluationConfig,
     ExperimentConfig,
@@ -41,9 +41,10 @@ from pyro_razor.config import (
     ModelConfig,
     load_experiment,
 )
-from pyro_razor.configio import replace_path
-from pyro_razor.experiment import RunError, _Data, _fresh_variant, resolve_device
-from pyro_razor.models import ClosedFormVariancePrior
+from pyro_razor.runs.data import RunData
+from pyro_razor.runs.device import resolve_device
+from pyro_razor.runs.errors import RunError
+from pyro_razor.runs.variants import fresh_variant
 from pyro_razor.systems import make_dataset
 
 __all__ = [
@@ -107,7 +108,7 @@ def _reference_config(name, data, model, train, variants) -> ExperimentConfig:
         data=data,
         model=model,
         guide=GuideConfig(kind="matrix_normal", init_scale=1e-3),
-        train=inference.TrainConfig(**train),
+        train=TrainConfig(**train),
         evaluation=EvaluationConfig(),
         device="cpu",
         dtype="float32",
@@ -115,9 +116,9 @@ def _reference_config(name, data, model, train, variants) -> ExperimentConfig:
 
 
 def reference_cases() -> list[BenchCase]:
-    """The four configurations of DESIGN.md section 4 with the reference code's seconds per
-    step on 2-core CPUs: Table 1 learned (26.5 s) and vanilla (0.68 s), Table 2 with
-    ``n = 3`` learned (69 s), Table 3 learned (69 s)."""
+    """The four reference configurations with the reference code's seconds per step on
+    2-core CPUs: Table 1 learned (26.5 s) and vanilla (0.68 s), Table 2 with ``n = 3`` learned
+    (69 s), Table 3 learned (69 s)."""
     sho = DataConfig(system="sho", n_train=7, train_points=5, n_test=10, test_points=21, dt=0.2)
     sho_model = ModelConfig(
         hidden=(200, 200), elu_alpha=2.0, tau_samples=200, measure="cube",
@@ -185,28 +186,16 @@ def bench_case(
     rss_before = _max_rss_mb()
     raw = make_dataset(config.data.spec())
     system = raw.spec.make_system()
-    data = _Data.make(raw, dev, config.torch_dtype)
-    model, guide = _fresh_variant(config, case.variant, system, dev, data.states, data.next_states)
-    train = config.train
+    data = RunData.make(raw, dev, config.torch_dtype)
+    model, guide = fresh_variant(config, case.variant, system, dev, data.states, data.next_states)
     T = data.states.shape[0]
-    B = T if train.batch_size is None else min(train.batch_size, T)
-    optimizer = inference.make_optimizer(model, train, total_steps=warmup + steps)
-    svi = SVI(model, guide, optimizer, loss=inference.make_elbo(train))
-    closed_form = isinstance(model.hamiltonian_net.prior, ClosedFormVariancePrior)
-    order = torch.Generator().manual_seed(train.seed)
+    B = config.train.batch_trajectories(T)
+    train_step = TrainingStep(model, guide, config.train, total_steps=warmup + steps)
+    order = torch.Generator().manual_seed(config.train.seed)
 
     def step() -> None:
         idx = torch.randperm(T, generator=order)[:B].to(dev)
-        loss = svi.step(data.states, data.next_states, subsample=None if B == T else idx)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"benchmark {case.name}: the loss became {loss}")
-        if train.cosine_annealing:
-            optimizer.step()
-        if closed_form:
-            model.hamiltonian_net.prior.update(
-                inference.posterior_second_moments(guide, model.weight_sites, data.states[:1])
-            )
-        model.noise.update(torch.tensor(model.last_diagnostics["mse"]))
+        train_step(data.states, data.next_states, subsample=None if B == T else idx)
 
     torch.set_flush_denormal(True)  # as inference.train does
     for _ in range(warmup):

@@ -1,0 +1,66 @@
+"""Optimisation settings of a training run (:class:`TrainConfig`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        epochs: passes over the training trajectories.
+        batch_size: trajectories per step (``None``: full batch).
+        num_particles: ``P``, weight samples per step (Monte-Carlo samples of ``E_q``).
+        vectorize_particles: draw the particles in one batched computation.
+        elbo: ``"trace"`` (``Trace_ELBO``) or ``"meanfield"`` (``TraceMeanField_ELBO``).
+        lr: Adam learning rate of the guide (theta) parameters.
+        lr_eta: learning rate of the conserved quantities ``eta``.
+        lr_hyper: learning rate of learned prior variances.
+        cosine_annealing: anneal every learning rate to 0 over all steps.
+        checkpoint_every: write a checkpoint every this many epochs (0: only at the end).
+        seed: seeds Pyro/torch RNGs (weights' init, tau, particles) and the minibatch order.
+    """
+
+    epochs: int = 2000
+    batch_size: int | None = None
+    num_particles: int = 1
+    vectorize_particles: bool = True
+    elbo: Literal["trace", "meanfield"] = "trace"
+    lr: float = 1e-3
+    lr_eta: float = 1e-2
+    lr_hyper: float = 1e-2
+    cosine_annealing: bool = True
+    checkpoint_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (full batch), got {self.batch_size}")
+        if self.num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
+        if self.elbo not in ("trace", "meanfield"):
+            raise ValueError(f"elbo must be 'trace' or 'meanfield', got {self.elbo!r}")
+        for name in ("lr", "lr_eta", "lr_hyper"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be positive and finite, got {value}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+    def batch_trajectories(self, num_trajectories: int) -> int:
+        """``B``: trajectories per step for a data set of ``num_trajectories``."""
+        if self.batch_size is None:
+            return num_trajectories
+        return min(self.batch_size, num_trajectories)
+
+    def steps_per_epoch(self, num_trajectories: int) -> int:
+        """Minibatches per pass over ``num_trajectories`` trajectories."""
+        return math.ceil(num_trajectories / self.batch_trajectories(num_trajectories))

@@ -1,0 +1,296 @@
+r"""SVI on the ELBO with empirical Bayes (paper section 4.3, eq. 8).
+
+The ELBO ``E_q[log p(X | theta, eta)] - KL(q || p)`` is maximised jointly over the guide's
+parameters, the conserved quantities ``eta`` and (where learned) the prior variances, with
+:class:`pyro.infer.SVI`, ``Trace_ELBO`` (default) or ``TraceMeanField_ELBO`` (analytic KL), and
+Adam with per-group learning rates, cosine-annealed to 0 over all steps. Between steps the
+closed-form prior variance (appendix D.3) and the empirical output noise (D.2) are updated when
+the model uses them. :class:`TrainingStep` is one such step (the benchmark times it);
+:func:`train` runs epochs of them with checkpoints (:mod:`pyro_razor.inference.checkpoints`).
+
+All figures are reported per transition, ``/N`` with ``N = trajectories x transitions``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
+from tqdm.auto import tqdm
+
+from pyro_razor.inference.checkpoints import load_checkpoint, restore_checkpoint, save_checkpoint
+from pyro_razor.inference.config import TrainConfig
+from pyro_razor.inference.posterior import posterior_second_moments
+from pyro_razor.models.likelihood import OBSERVATION_SITE
+from pyro_razor.models.priors import ClosedFormVariancePrior
+from pyro_razor.models.razor import MAX_PLATE_NESTING, NoetherRazorModel
+
+__all__ = [
+    "StepRecord",
+    "TrainResult",
+    "TrainingStep",
+    "make_elbo",
+    "make_optimizer",
+    "train",
+]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: per-epoch history and timing."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    wall_time_s: float = 0.0
+    seconds_per_step: float = float("nan")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One SVI step: the loss (``-ELBO`` estimate for the full data set), the NLL estimate for
+    the full data set and the mean squared residual of the minibatch."""
+
+    loss: float
+    nll: float
+    mse: float
+
+
+def make_elbo(config: TrainConfig):
+    """The ELBO estimator of ``config`` with the model's plate nesting."""
+    cls = Trace_ELBO if config.elbo == "trace" else TraceMeanField_ELBO
+    return cls(
+        num_particles=config.num_particles,
+        vectorize_particles=config.vectorize_particles and config.num_particles > 1,
+        max_plate_nesting=MAX_PLATE_NESTING,
+    )
+
+
+def make_optimizer(model: NoetherRazorModel, config: TrainConfig, total_steps: int):
+    """Adam with per-group learning rates (theta / eta / hyper), optionally cosine-annealed."""
+    rates = {"theta": config.lr, "eta": config.lr_eta, "hyper": config.lr_hyper}
+
+    def per_param(name: str) -> dict:
+        return {"lr": rates[model.param_group(name)], "betas": (0.9, 0.999)}
+
+    if config.cosine_annealing:
+        return pyro.optim.CosineAnnealingLR(
+            {
+                "optimizer": torch.optim.Adam,
+                "optim_args": per_param,
+                "T_max": total_steps,
+                "eta_min": 0.0,
+            }
+        )
+    return pyro.optim.Adam(per_param)
+
+
+class ObservationRecorder(Messenger):
+    """Keeps the observed ``"obs"`` sites of the model runs inside its context (a poutine).
+
+    Each entry is ``(fn, value, scale)``: the likelihood's distribution, the observed next
+    states and the subsampling scale ``T / B`` of the ``"trajectories"`` plate.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sites: list[tuple] = []
+
+    def _pyro_post_sample(self, msg) -> None:
+        if msg["name"] == OBSERVATION_SITE and msg["is_observed"]:
+            self.sites.append((msg["fn"], msg["value"], float(msg["scale"])))
+
+
+class TrainingStep:
+    """One SVI step with the empirical-Bayes updates that follow it.
+
+    ``step(states, next_states, subsample)`` runs ``svi.step``, advances the cosine schedule,
+    sets the closed-form prior variances (appendix D.3) and updates the output noise (D.2)
+    from the step's residuals, and returns a :class:`StepRecord`.
+
+    Args:
+        model, guide: the Pyro model and any guide for it.
+        config: the optimisation settings.
+        total_steps: length of the cosine schedule.
+    """
+
+    def __init__(self, model: NoetherRazorModel, guide, config: TrainConfig, total_steps: int):
+        self.model, self.guide, self.config = model, guide, config
+        self.optimizer = make_optimizer(model, config, total_steps)
+        self.recorder = ObservationRecorder()
+        self.svi = SVI(self.recorder(model), guide, self.optimizer, loss=make_elbo(config))
+        self.closed_form_prior = isinstance(model.hamiltonian_net.prior, ClosedFormVariancePrior)
+
+    def __call__(self, states, next_states, subsample=None) -> StepRecord:
+        self.recorder.sites.clear()
+        loss = self.svi.step(states, next_states, subsample=subsample)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss became {loss}; lower the learning rates or the integrator step"
+            )
+        if self.config.cosine_annealing:
+            self.optimizer.step()  # advance every parameter's cosine schedule
+        nll, mse = self._fit_statistics()
+        if self.closed_form_prior:
+            self.model.hamiltonian_net.prior.update(
+                posterior_second_moments(self.guide, self.model.weight_sites, states[:1])
+            )
+        self.model.noise.update(torch.tensor(mse))
+        return StepRecord(loss=loss, nll=nll, mse=mse)
+
+    @torch.no_grad()
+    def _fit_statistics(self) -> tuple[float, float]:
+        """Full-data NLL estimate and mean squared residual, averaged over the model runs."""
+        nll = mse = 0.0
+        likelihood = self.model.likelihood
+        for fn, obs, scale in self.recorder.sites:
+            mean = fn.base_dist.loc.detach()
+            log_lik = likelihood.log_likelihood(mean, obs)  # (*particles, B, n)
+            nll -= float(log_lik.sum((-2, -1)).mean()) * scale
+            mse += float((likelihood.residuals(mean, obs) ** 2).mean())
+        runs = len(self.recorder.sites)
+        return nll / runs, mse / runs
+
+
+def _check_training_data(model, states, next_states) -> None:
+    model.check_data(states, next_states)
+    for name, tensor in (("states", states), ("next_states", next_states)):
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{name} contains NaN or inf values; clean the data first")
+
+
+def _resume_from(checkpoint, config, step, model, guide, batch_rng, device) -> dict:
+    if checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt["config"] != asdict(config):
+        diff = sorted(k for k in asdict(config) if ckpt["config"].get(k) != asdict(config)[k])
+        raise ValueError(
+            f"cannot resume from {checkpoint}: its training config differs in {diff}; "
+            "resume with the same settings or start a new run"
+        )
+    restore_checkpoint(
+        ckpt, model, guide, device=device, optimizer=step.optimizer, batch_rng=batch_rng
+    )
+    return ckpt
+
+
+def train(
+    model: NoetherRazorModel,
+    guide,
+    states: torch.Tensor,
+    next_states: torch.Tensor,
+    config: TrainConfig,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    description: str = "",
+    callback: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Maximise the ELBO over the guide, ``eta`` and hyper-parameters with SVI.
+
+    Args:
+        model: the Pyro model (its parameters must already be on the data's device/dtype).
+        guide: any guide for it (``MatrixNormalGuide``, ``AutoNormal``, ``AutoDelta``, ...).
+        states, next_states: ``(T, n, M)`` training transitions.
+        config: optimisation settings.
+        checkpoint: path of the checkpoint file (written every ``checkpoint_every`` epochs and
+            at the end); with ``resume=True`` training continues from it.
+        progress: show a progress bar with ``-ELBO/N``, ``NLL/N``, ``KL/N`` and train MSE.
+        callback: called as ``callback(epoch, record)`` after every epoch (after its checkpoint).
+
+    Returns:
+        :class:`TrainResult` with one history record per epoch (``epoch``,
+        ``neg_elbo_per_n``, ``nll_per_n``, ``kl_per_n``, ``train_mse``, ``lr``, ``seconds``).
+    """
+    _check_training_data(model, states, next_states)
+    T, n, _ = states.shape
+    N = T * n
+    B = config.batch_trajectories(T)
+    steps_per_epoch = config.steps_per_epoch(T)
+    # ELU's exp() of very negative pre-activations produces subnormal floats, which slow CPU
+    # arithmetic by orders of magnitude late in training; flushing them changes no result
+    # beyond 1e-38 (float32) / 1e-308 (float64).
+    torch.set_flush_denormal(True)
+    pyro.set_rng_seed(config.seed)
+    batch_rng = torch.Generator().manual_seed(config.seed)
+    step = TrainingStep(model, guide, config, config.epochs * steps_per_epoch)
+    start_epoch, history, ckpt = 0, [], None
+    if resume:
+        ckpt = _resume_from(checkpoint, config, step, model, guide, batch_rng, states.device)
+        start_epoch, history = ckpt["epoch"], list(ckpt["history"])
+    # Build the guide's parameters before (re)storing RNG state, so a resumed run's random
+    # stream matches the uninterrupted run's.
+    with poutine.block():
+        guide(states[:1], next_states[:1])
+    if ckpt is not None:
+        pyro.util.set_rng_state(ckpt["rng"])
+
+    t0 = time.perf_counter()
+    bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
+               desc=description or "train", disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        order = torch.randperm(T, generator=batch_rng).to(states.device)
+        records = []
+        for i in range(steps_per_epoch):
+            idx = order[i * B : (i + 1) * B]
+            try:
+                records.append(step(states, next_states, subsample=None if B == T else idx))
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"epoch {epoch + 1}: {exc}") from None
+        record = _epoch_record(epoch, records, N, time.perf_counter() - epoch_start)
+        record["lr"] = _current_lr(step.optimizer, config)
+        history.append(record)
+        bar.set_postfix(_postfix(record), refresh=False)
+        last = epoch + 1 == config.epochs
+        due = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
+        if checkpoint is not None and (last or due):
+            save_checkpoint(checkpoint, model=model, guide=guide, optimizer=step.optimizer,
+                            epoch=epoch + 1, history=history, config=config, batch_rng=batch_rng)
+        if callback is not None:
+            callback(epoch + 1, record)
+    bar.close()
+    wall = time.perf_counter() - t0
+    steps_done = (config.epochs - start_epoch) * steps_per_epoch
+    return TrainResult(history=history, steps=steps_done, wall_time_s=wall,
+                       seconds_per_step=wall / steps_done if steps_done else float("nan"))
+
+
+def _epoch_record(epoch: int, records: list[StepRecord], N: int, seconds: float) -> dict:
+    steps = len(records)
+    record = {
+        "epoch": epoch + 1,
+        "neg_elbo_per_n": sum(r.loss for r in records) / steps / N,
+        "nll_per_n": sum(r.nll for r in records) / steps / N,
+        "train_mse": sum(r.mse for r in records) / steps,
+        "seconds": seconds,
+    }
+    record["kl_per_n"] = record["neg_elbo_per_n"] - record["nll_per_n"]
+    return record
+
+
+def _postfix(record: dict) -> dict[str, str]:
+    return {
+        "-ELBO/N": f"{record['neg_elbo_per_n']:.3f}",
+        "NLL/N": f"{record['nll_per_n']:.3f}",
+        "KL/N": f"{record['kl_per_n']:.3f}",
+        "MSE": f"{record['train_mse']:.2e}",
+    }
+
+
+def _current_lr(optimizer, config: TrainConfig) -> float:
+    """The theta learning rate now (cosine schedule), for the history."""
+    if not config.cosine_annealing:
+        return config.lr
+    for obj in optimizer.optim_objs.values():
+        return float(obj.get_last_lr()[0]) / obj.base_lrs[0] * config.lr
+    return config.lr

@@ -1,0 +1,176 @@
+"""Figures of the posterior predictive checks: predictive densities per coordinate, rollout
+bands, calibration of central intervals and the LOO probability integral transform.
+
+Shapes: ``P`` draws, ``R`` rollouts of ``h + 1`` steps, ``M`` phase dimension.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from pyro_razor.analysis.arviz_data import as_float_array
+from pyro_razor.analysis.predictive import check_levels
+from pyro_razor.plotting.common import save
+from pyro_razor.symmetry import phase_labels
+
+with warnings.catch_warnings():  # ArviZ 0.x announces its 1.0 refactor on import
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+__all__ = ["plot_calibration", "plot_loo_pit", "plot_ppc_phases", "plot_rollout_bands"]
+
+
+def plot_ppc_phases(
+    idata: az.InferenceData,
+    path: str | os.PathLike | None = None,
+    var_name: str = "obs",
+    num_pp_samples: int = 50,
+    seed: int = 0,
+    title: str | None = None,
+) -> Figure:
+    """``az.plot_ppc`` of ``var_name`` with one panel per phase coordinate.
+
+    Each panel overlays the KDE of the observed values (over all trajectories and times) with
+    the KDEs of ``num_pp_samples`` posterior predictive replicates and their mean.
+    """
+    M = idata.observed_data.sizes["phase"]
+    fig = Figure(figsize=(3.6 * min(M, 4), 3.0 * math.ceil(M / 4)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(math.ceil(M / 4), min(M, 4), squeeze=False).ravel())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        az.plot_ppc(
+            idata, var_names=[var_name], flatten=["trajectory", "time"],
+            num_pp_samples=min(num_pp_samples, idata.posterior_predictive.sizes["draw"]),
+            random_seed=seed, ax=axes[:M], legend=True, textsize=9,
+        )
+    for ax in axes[1:M]:  # one legend (ArviZ draws one per panel, at different sizes)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if axes[0].get_legend() is not None:
+        for text in axes[0].get_legend().get_texts():
+            text.set_fontsize(8)
+    for ax in axes[M:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def plot_rollout_bands(
+    rollouts: np.ndarray,
+    truth: np.ndarray,
+    path: str | os.PathLike | None = None,
+    times: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+    interval: float = 0.9,
+    title: str | None = None,
+) -> Figure:
+    """Predictive rollouts: median and central ``interval`` band against the true trajectory.
+
+    One row per rollout trajectory, one column per phase coordinate. Non-finite (diverged)
+    draws are ignored in the quantiles.
+
+    Args:
+        rollouts: ``(S, R, K+1, M)`` from :func:`rollout_predictive`.
+        truth: ``(R, K+1, M)`` true trajectories.
+        times: ``(K+1,)`` time of each step (default the step index).
+        labels: ``M`` coordinate names (default ``q1..pd``).
+    """
+    r = as_float_array(rollouts, "rollouts")
+    x = as_float_array(truth, "truth")
+    if r.ndim != 4 or x.shape != r.shape[1:]:
+        raise ValueError(f"rollouts (S, R, K+1, M) and truth (R, K+1, M) disagree: "
+                         f"{r.shape} vs {x.shape}")
+    check_levels([interval])
+    S, R, P, M = r.shape
+    t = np.arange(P) if times is None else as_float_array(times, "times")
+    names = list(labels) if labels is not None else phase_labels(M)
+    r = np.where(np.isfinite(r), r, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices after a divergence
+        lo, med, hi = np.nanquantile(r, [(1 - interval) / 2, 0.5, (1 + interval) / 2], axis=0)
+    fig = Figure(figsize=(3.2 * M, 2.3 * R), layout="constrained")
+    axes = fig.subplots(R, M, squeeze=False, sharex=True)
+    for i in range(R):
+        for m in range(M):
+            ax = axes[i, m]
+            ax.fill_between(t, lo[i, :, m], hi[i, :, m], color="C0", alpha=0.25,
+                            label=f"{100 * interval:.0f}% predictive interval")
+            ax.plot(t, med[i, :, m], color="C0", lw=1.5, ls="--", label="predictive median")
+            ax.plot(t, x[i, :, m], color="k", lw=1.2, label="true trajectory")
+            if i == 0:
+                ax.set_title(names[m], fontsize=10)
+            if m == 0:
+                ax.set_ylabel(f"trajectory {i}", fontsize=9)
+            if i == R - 1:
+                ax.set_xlabel("time" if times is not None else "step", fontsize=9)
+            ax.tick_params(labelsize=8)
+    handles, labels_ = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels_, loc="outside lower center", ncols=3, fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def plot_calibration(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike | None = None,
+    n_points: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Nominal vs empirical coverage of central intervals, with the diagonal as reference.
+
+    Args:
+        curves: name to ``(nominal, empirical)`` from :func:`calibration_curve`.
+        n_points: if given, shade ``+- 2`` binomial standard errors ``sqrt(l(1-l)/N)`` around
+            the diagonal (assumes independent points, so it is a lower bound on the noise).
+    """
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError("curves must be a non-empty dict: name -> (nominal, empirical)")
+    fig = Figure(figsize=(4.2, 4.0), layout="constrained")
+    ax = fig.subplots()
+    grid = np.linspace(0, 1, 101)
+    ax.plot(grid, grid, color="0.4", lw=1, ls=":", label="ideal")
+    if n_points:
+        se = np.sqrt(grid * (1 - grid) / n_points)
+        ax.fill_between(grid, grid - 2 * se, grid + 2 * se, color="0.85",
+                        label=f"±2 binomial s.e. (N={n_points})")
+    for i, (name, (nominal, empirical)) in enumerate(curves.items()):
+        ax.plot(nominal, empirical, marker="o", ms=3, color=f"C{i}", label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage of central interval",
+           ylabel="empirical coverage")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=8, loc="lower right")  # over-dispersed curves run along the top left
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save(fig, path)
+
+
+def plot_loo_pit(
+    idata: az.InferenceData, path: str | os.PathLike | None = None, title: str | None = None
+) -> Figure:
+    """``az.plot_loo_pit`` of ``obs``: the LOO probability integral transform per coordinate.
+
+    The PSIS weights come from the per-transition log-likelihood (leave out a whole
+    transition) and are shared by its ``M`` coordinates. For a calibrated model the LOO-PIT
+    values are uniform; only meaningful where :func:`loo_summary` says the PSIS-LOO is
+    reliable.
+    """
+    ll = idata.log_likelihood["obs"].stack(__sample__=("chain", "draw"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log_weights, _ = az.psislw(-ll)
+        y_hat = idata.posterior_predictive["obs"].stack(__sample__=("chain", "draw"))
+        log_weights = log_weights.broadcast_like(y_hat).transpose(*y_hat.dims)
+        fig = Figure(figsize=(4.5, 3.4), layout="constrained")
+        ax = fig.subplots()
+        az.plot_loo_pit(idata, y="obs", log_weights=log_weights, ax=ax, legend=True)
+    ax.set_xlabel("LOO-PIT value", fontsize=9)
+    ax.set_title(title or "LOO-PIT of the next states (all coordinates)", fontsize=10)
+    return save(fig, path)

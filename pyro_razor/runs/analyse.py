@@ -1,0 +1,44 @@
+"""Redo the analysis of a finished run from its checkpoints (``pyro-razor analyse``)."""
+
+from __future__ import annotations
+
+import os
+
+from pyro_razor.runs.data import RunData
+from pyro_razor.runs.figures import make_figures
+from pyro_razor.runs.results import VariantArtefacts, analyse_variant
+from pyro_razor.runs.rundir import RunDir
+from pyro_razor.runs.variants import load_run_config, load_variant
+
+__all__ = ["analyse_run"]
+
+
+def analyse_run(run_dir: str | os.PathLike, device: str | None = None) -> dict:
+    """Recompute the long-horizon and symmetry analysis files, the summary fields they feed and
+    every figure of a finished run from its checkpoints (training metrics are kept).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``summary.json``/``config.toml`` or a checkpoint
+            is missing.
+    """
+    run = RunDir(run_dir)
+    summary = run.read_summary()
+    config = load_run_config(run)
+    artefacts: dict[str, VariantArtefacts] = {}
+    data = system = None
+    for variant in summary.get("variants", {}):
+        config, raw, model, guide = load_variant(run.root, variant, device)
+        if data is None:
+            system = raw.spec.make_system()
+            data = RunData.make(raw, model.device, config.torch_dtype)
+        art = VariantArtefacts(history=run.read_history(variant))
+        fields = analyse_variant(config, variant, system, model, guide, data, run, art)
+        summary["variants"][variant].update(fields)
+        metrics = run.read_metrics(variant)
+        metrics.update(fields)
+        run.write_json(variant, "metrics.json", metrics)
+        artefacts[variant] = art
+    run.write_summary(summary)
+    if data is not None:
+        make_figures(run, config, system, data, artefacts)
+    return summary

@@ -1,0 +1,134 @@
+"""The one place where names in a config become objects: variants, guides, priors, noises,
+integrators, measures and activations.
+
+Each :class:`Registry` maps a config name to a builder and refuses unknown names with the list
+of known ones. The config dataclasses (:mod:`pyro_razor.runs.config`) declare the same names as
+``Literal`` types so that a config is checked when it is loaded; a test keeps both in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Generic, TypeVar
+
+import torch
+from pyro.infer.autoguide import (
+    AutoDelta,
+    AutoDiagonalNormal,
+    AutoLowRankMultivariateNormal,
+    AutoNormal,
+)
+
+from pyro_razor.guides import MatrixNormalGuide
+from pyro_razor.integrators import METHODS
+from pyro_razor.models import (
+    ACTIVATIONS,
+    ClosedFormVariancePrior,
+    EmpiricalNoise,
+    FixedNoise,
+    FixedVariancePrior,
+    LearnedVariancePrior,
+    NoetherRazorModel,
+)
+from pyro_razor.symmetry import MEASURE_KINDS, SymmetryMeasure
+
+__all__ = [
+    "ACTIVATION_NAMES",
+    "GUIDES",
+    "INTEGRATORS",
+    "MEASURES",
+    "NOISES",
+    "PRIORS",
+    "VARIANTS",
+    "Registry",
+]
+
+T = TypeVar("T")
+
+
+class Registry(Mapping[str, T], Generic[T]):
+    """A read-only ``name -> builder`` mapping whose lookup error lists the known names.
+
+    Args:
+        what: what the names name (for the error message), e.g. ``"guide"``.
+        entries: the builders by name.
+    """
+
+    def __init__(self, what: str, entries: Mapping[str, T]) -> None:
+        self.what = what
+        self._entries = dict(entries)
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._entries:
+            raise ValueError(f"unknown {self.what} {name!r}; choose one of {sorted(self._entries)}")
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _vanilla(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+    return NoetherRazorModel.vanilla(M, dt, **kwargs)
+
+
+def _learned(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+    return NoetherRazorModel.learned(
+        M, dt, model_config.num_quantities, init_std=model_config.eta_init_std,
+        generator=torch.Generator().manual_seed(model_config.eta_seed), **kwargs,
+    )
+
+
+def _oracle(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+    return NoetherRazorModel.oracle(system.generators(dtype=torch.float64), dt, **kwargs)
+
+
+VARIANTS: Registry[Callable[..., NoetherRazorModel]] = Registry(
+    "variant", {"vanilla": _vanilla, "learned": _learned, "oracle": _oracle}
+)
+"""Model variants: ``builder(M, dt, system, model_config, **model_kwargs)``. They share every
+setting and differ only in the conserved quantities: none, ``K`` learnable ones, or the
+system's ground-truth generators."""
+
+GUIDES: Registry[Callable] = Registry(
+    "guide kind",
+    {
+        "matrix_normal": lambda model, gc: MatrixNormalGuide(model, init_scale=gc.init_scale),
+        "auto_normal": lambda model, gc: AutoNormal(
+            model, init_loc_fn=model.init_loc_fn, init_scale=gc.init_scale
+        ),
+        "auto_lowrank": lambda model, gc: AutoLowRankMultivariateNormal(
+            model, init_loc_fn=model.init_loc_fn, init_scale=gc.init_scale, rank=gc.rank
+        ),
+        "auto_delta": lambda model, gc: AutoDelta(model, init_loc_fn=model.init_loc_fn),
+        "auto_diagonal": lambda model, gc: AutoDiagonalNormal(
+            model, init_loc_fn=model.init_loc_fn, init_scale=gc.init_scale
+        ),
+    },
+)
+"""Variational families over the weights: ``builder(model, guide_config)``."""
+
+PRIORS = Registry(
+    "prior",
+    {"fixed": FixedVariancePrior, "learned": LearnedVariancePrior,
+     "closed_form": ClosedFormVariancePrior},
+)
+"""Priors over the layer matrices: ``builder(variance)``."""
+
+NOISES = Registry("output noise", {"fixed": FixedNoise, "empirical": EmpiricalNoise})
+"""Output noise of the likelihood: ``builder(variance)``."""
+
+INTEGRATORS = Registry("integrator", METHODS)
+"""Step functions of the likelihood's ODE solve (the model takes the name)."""
+
+MEASURES = Registry(
+    "symmetry measure",
+    {kind: (lambda scale, kind=kind: SymmetryMeasure(kind, scale))
+     for kind in MEASURE_KINDS},
+)
+"""Measures ``mu(tau)`` of the symmetry times: ``builder(scale)``."""
+
+ACTIVATION_NAMES = Registry("activation", ACTIVATIONS)
+"""Hidden activations of ``F_theta`` (the model takes the name)."""

@@ -1,0 +1,135 @@
+"""What a trained variant contributes to a run: the tables' metrics, long-horizon rollouts and
+the symmetry analysis, and the artefacts the figures are drawn from.
+
+- :func:`evaluate_variant`: train/test NLL, MSE and KL per transition (the paper's tables);
+- :func:`analyse_variant`: long-horizon rollouts (``longterm.json``) and, for learned
+  symmetries, the generator analysis (``symmetry.json``, ``generators.pt``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyro
+import torch
+
+from pyro_razor import inference
+from pyro_razor.analysis import (
+    SymmetryAnalysis,
+    analyse_generators,
+    long_horizon_rollout,
+    longterm_record,
+)
+from pyro_razor.models import SymmetrisedHamiltonian
+from pyro_razor.runs.config import ExperimentConfig
+from pyro_razor.runs.data import RunData
+from pyro_razor.runs.rundir import RunDir
+from pyro_razor.systems import HamiltonianSystem
+
+__all__ = ["VariantArtefacts", "analyse_variant", "evaluate_variant", "symmetry_analysis"]
+
+
+@dataclass
+class VariantArtefacts:
+    """What one variant contributes to the figures of a run."""
+
+    history: list[dict]
+    hamiltonian: SymmetrisedHamiltonian | None = None
+    longterm: dict | None = None
+    generators: torch.Tensor | None = None
+    analysis: SymmetryAnalysis | None = None
+
+
+def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, history) -> dict:
+    """Train/test metrics of the paper's tables (per transition), plus timing."""
+    ev = config.evaluation
+    N = data.raw.n_transitions
+    pyro.set_rng_seed(config.train.seed)
+    train = inference.evaluate(model, guide, data.states, data.next_states, ev.num_samples,
+                               ev.tau_samples, chunk_size=ev.chunk_size)
+    kl = inference.kl_divergence_estimate(model, guide, data.states) / N
+    metrics = {
+        "train_mse": train["mse"],
+        "nll_per_n": train["nll_per_n"],
+        "kl_per_n": kl,
+        "neg_elbo_per_n": train["nll_per_n"] + kl,
+    }
+    for name, (s, n) in data.tests.items():
+        test = inference.evaluate(model, guide, s, n, ev.num_samples, ev.tau_samples,
+                                  chunk_size=ev.chunk_size)
+        suffix = f"_{name}" if name else ""
+        metrics[f"test_mse{suffix}"] = test["mse"]
+        metrics[f"test_nll_per_n{suffix}"] = test["nll_per_n"]
+    steps = len(history) * config.train.steps_per_epoch(data.states.shape[0])
+    wall = float(sum(record.get("seconds", 0.0) for record in history))
+    metrics.update(
+        {
+            "wall_time_s": wall,
+            "seconds_per_step": wall / steps if steps else float("nan"),
+            "epochs": len(history),
+            "steps": steps,
+            "num_quantities": model.num_quantities,
+            "final_train_neg_elbo_per_n": history[-1]["neg_elbo_per_n"] if history else None,
+            "prior_variances": model.hamiltonian_net.prior.variances().detach().cpu().tolist(),
+            "noise_variance": float(model.noise.variance),
+        }
+    )
+    return metrics
+
+
+def analyse_variant(
+    config: ExperimentConfig, variant: str, system: HamiltonianSystem, model, guide,
+    data: RunData, run: RunDir, artefacts: VariantArtefacts,
+) -> dict:
+    """Long-horizon rollouts and (learned) symmetry analysis; writes their files, fills
+    ``artefacts`` and returns the summary fields they contribute."""
+    ev = config.evaluation
+    pyro.set_rng_seed(config.train.seed + 1)
+    H = inference.posterior_hamiltonian(model, guide, data.states, ev.tau_samples, ev.num_samples)
+    artefacts.hamiltonian = H
+    R = min(ev.rollout_trajectories, data.raw.test.shape[0])
+    result = long_horizon_rollout(
+        model, H, system, data.raw.test[:R, 0], ev.rollout_points, config.data.dt
+    )
+    artefacts.longterm = result
+    longterm = longterm_record(
+        result, variant, dt=config.data.dt, train_points=config.data.train_points,
+        test_points=config.data.test_points, integrator_steps=config.model.integrator_steps,
+        tau_samples=ev.tau_samples if model.num_quantities else None,
+    )
+    run.write_json(variant, "longterm.json", longterm)
+    fields = {
+        "rollout_mse_final": longterm["mse_final"],
+        "rollout_mse_mean": longterm["mse_mean"],
+        "rollout_mse_at_train_horizon": longterm["mse_at_train_horizon"],
+        "energy_drift_final": longterm["drift_final"]["H"],
+    }
+    if variant == "learned":
+        G = model.generators().detach()
+        artefacts.generators = G.cpu()
+        run.write_generators(variant, G)
+        analysis = symmetry_analysis(config, system, G)
+        artefacts.analysis = analysis
+        run.write_json(variant, "symmetry.json", analysis.to_json())
+        L = analysis.true_dim
+        fields.update(
+            {
+                "n_significant": analysis.n_significant,
+                "true_dim": L,
+                "recovered": analysis.recovered,
+                "parallelness": analysis.parallelness[: max(L, analysis.n_significant)],
+            }
+        )
+    return fields
+
+
+def symmetry_analysis(config: ExperimentConfig, system: HamiltonianSystem, G: torch.Tensor):
+    """:func:`~pyro_razor.analysis.analyse_generators` of learned generators ``(K, M+1, M+1)``
+    against the system's ground truth, with the config's thresholds."""
+    ev = config.evaluation
+    true = system.generators(dtype=torch.float64) if system.conserved_quantities else None
+    names = [c.name for c in system.conserved_quantities]
+    return analyse_generators(
+        G.detach().cpu().double(), true, names or None, threshold=ev.threshold,
+        min_norm=ev.min_norm, parallel_level=ev.parallel_level,
+    )

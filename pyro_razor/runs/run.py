@@ -1,0 +1,192 @@
+r"""Run one experiment end to end: data, every model variant, evaluation, analysis and figures.
+
+:func:`run_experiment` makes the dataset once (the same data for every variant), then for each
+variant (``"vanilla"`` HNN, ``"learned"`` symmetry, ``"oracle"`` ground truth) builds the model
+and guide from a fresh param store and the same seed, trains it with
+:func:`pyro_razor.inference.train` (checkpointed, resumable), evaluates it and writes the run
+directory (:class:`~pyro_razor.runs.rundir.RunDir` lists its files).
+
+``summary.json``::
+
+    {"experiment": str, "system": str, "device": str, "dtype": str, "n_train_transitions": int,
+     "variants": {NAME: {"train_mse", "nll_per_n", "kl_per_n", "neg_elbo_per_n", "test_mse",
+                         "test_nll_per_n", ["test_mse_<set>", "test_nll_per_n_<set>"],
+                         "wall_time_s", "seconds_per_step", "epochs", "steps",
+                         "num_quantities", "rollout_mse_final", "rollout_mse_mean",
+                         "energy_drift_final", ["n_significant", "true_dim", "recovered",
+                         "parallelness"]}}}
+
+Figures are per transition as in the paper: ``NLL/N`` is the expected negative log-likelihood
+``-E_q log p(x_{t+dt} | x_t, theta)`` summed over phase coordinates and divided by
+``N = n_train (train_points - 1)``; ``KL/N = KL(q || p) / N``; ``-ELBO/N = NLL/N + KL/N``.
+Extra test sets (n-body ``"moved"``/``"wider"``) appear as ``test_mse_moved``, ....
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyro_razor import __version__, inference
+from pyro_razor.configio import ConfigError, replace_path, to_dict
+from pyro_razor.runs.config import VARIANTS, ExperimentConfig, load_experiment
+from pyro_razor.runs.data import RunData
+from pyro_razor.runs.device import resolve_device
+from pyro_razor.runs.errors import RunError
+from pyro_razor.runs.figures import make_figures
+from pyro_razor.runs.results import VariantArtefacts, analyse_variant, evaluate_variant
+from pyro_razor.runs.rundir import RunDir
+from pyro_razor.runs.variants import fresh_variant
+from pyro_razor.systems import make_dataset
+
+__all__ = ["resolve_config", "run_experiment"]
+
+
+def resolve_config(
+    config: ExperimentConfig,
+    device: str | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+) -> ExperimentConfig:
+    """Apply command-line overrides: ``device``; ``seed`` (sets ``train.seed`` and
+    ``model.eta_seed``; the data keep ``data.seed``); ``epochs`` (``train.epochs``)."""
+    if device is not None:
+        config = replace_path(config, "device", device)
+    if seed is not None:
+        config = replace_path(config, "train.seed", seed)
+        config = replace_path(config, "model.eta_seed", seed)
+    if epochs is not None:
+        config = replace_path(config, "train.epochs", epochs)
+    return config
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        path = f"{prefix}{key}"
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += _differences(a[key], b[key], path + ".")
+        elif a.get(key) != b.get(key):
+            out.append(path)
+    return out
+
+
+def _check_out_dir(run: RunDir, config: ExperimentConfig, resume: bool, overwrite: bool) -> None:
+    if not run.holds_run(VARIANTS):
+        return
+    if not resume:
+        if overwrite:
+            return
+        raise RunError(
+            f"{run.root} already holds a run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    if run.config_path.is_file():
+        try:
+            previous = load_experiment(run.config_path)
+        except ConfigError as exc:
+            raise RunError(f"cannot resume: {exc}") from exc
+        old, new = to_dict(previous), to_dict(config)
+        old.pop("device", None)
+        new.pop("device", None)
+        if old != new:
+            raise RunError(
+                f"cannot resume {run.root}: its config differs in "
+                f"{', '.join(sorted(_differences(old, new)))}; resume with the same settings, or "
+                "start a new run with another --out"
+            )
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike,
+    device: str | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    figures: bool = True,
+) -> dict:
+    """Train, evaluate and analyse every variant of ``config``; write ``out_dir``.
+
+    Args:
+        config: the experiment.
+        out_dir: output directory (created); see :class:`~pyro_razor.runs.rundir.RunDir`.
+        device, seed, epochs: overrides (see :func:`resolve_config`).
+        resume: continue every unfinished variant from its checkpoint, skip finished ones
+            (their saved metrics are reused); the config must match the saved one (except
+            the device).
+        progress: show progress bars.
+        overwrite: replace an existing run in ``out_dir`` (otherwise that is an error).
+        figures: draw the figures (``False`` saves a few seconds; ``pyro-razor analyse``
+            draws them later).
+
+    Returns:
+        The summary dict (also written to ``summary.json``).
+
+    Raises:
+        RunError: device not available, ``out_dir`` holds another run, or resume mismatch.
+        ConfigError: an override is invalid.
+    """
+    config = resolve_config(config, device=device, seed=seed, epochs=epochs)
+    dev = resolve_device(config.device)
+    run = RunDir(out_dir)
+    _check_out_dir(run, config, resume, overwrite)
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.write_config(config)
+
+    raw = make_dataset(config.data.spec())
+    system = raw.spec.make_system()
+    data = RunData.make(raw, dev, config.torch_dtype)
+    summary = {
+        "experiment": config.name,
+        "system": config.data.system,
+        "device": str(dev),
+        "dtype": config.dtype,
+        "n_train_transitions": raw.n_transitions,
+        "pyro_razor_version": __version__,
+        "variants": {},
+    }
+    artefacts: dict[str, VariantArtefacts] = {}
+    for variant in config.variants:
+        metrics, art = _run_variant(config, variant, system, data, dev, run, resume, progress)
+        summary["variants"][variant] = metrics
+        artefacts[variant] = art
+        run.write_summary(summary)
+    if figures:
+        make_figures(run, config, system, data, artefacts)
+    return summary
+
+
+def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resume, progress):
+    run.variant(variant).mkdir(parents=True, exist_ok=True)
+    ckpt_path = run.checkpoint(variant)
+    model, guide = fresh_variant(config, variant, system, dev, data.states, data.next_states)
+    ckpt = inference.load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    finished = ckpt is not None and ckpt["epoch"] >= config.train.epochs
+    if finished:
+        inference.restore_checkpoint(ckpt, model, guide, device=data.states.device,
+                                     refresh_with=(data.states[:1],))
+        history = list(ckpt["history"])
+    else:
+        try:
+            result = inference.train(
+                model, guide, data.states, data.next_states, config.train,
+                checkpoint=ckpt_path, resume=ckpt is not None, progress=progress,
+                description=f"{config.name}/{variant}",
+            )
+        except ValueError as exc:
+            if "cannot resume" in str(exc):
+                raise RunError(str(exc)) from exc
+            raise
+        history = result.history
+    run.write_history(variant, history)
+    saved = run.file(variant, "metrics.json")
+    if finished and saved.is_file():
+        metrics = run.read_metrics(variant)
+    else:
+        metrics = evaluate_variant(config, model, guide, data, history)
+    art = VariantArtefacts(history=history)
+    metrics.update(analyse_variant(config, variant, system, model, guide, data, run, art))
+    run.write_json(variant, "metrics.json", metrics)
+    return metrics, art
