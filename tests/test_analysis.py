@@ -336,3 +336,67 @@ def test_conservation_drift_exact_values():
         conservation_drift(rot, {})
     with pytest.raises(ValueError, match=r"must map \(T, P, M\) to \(T, P\)"):
         conservation_drift(rot, {"bad": lambda x: x})
+
+
+# ---------------------------------------------------------------------------- evidence
+
+
+def _sho_trajectories(B=6, n=12, dt=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(B, 2, dtype=torch.float64, generator=g)
+    t = torch.arange(n, dtype=torch.float64) * dt
+    c, s = torch.cos(t), torch.sin(t)  # exact SHO flow: rotation of (q, p)
+    q = x0[:, :1] * c + x0[:, 1:] * s
+    p = -x0[:, :1] * s + x0[:, 1:] * c
+    return torch.stack([q, p], dim=-1)
+
+
+def test_displacement_rejects_a_direction_that_barely_moves_the_data_and_keeps_a_true_one():
+    """Two learned generators: SO(2) at full size and a squeeze of norm 0.01. With the
+    singular-value thresholds switched off both would count; only SO(2) moves the data
+    (displacement ~1 of the spread, the squeeze ~0.01), so exactly one is significant."""
+    from pyro_razor.symmetry import SymmetryMeasure
+
+    so2 = generator_matrix(torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    flip = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    squeeze = 0.01 * generator_matrix(flip, torch.zeros(2, dtype=torch.float64))
+    learned = torch.stack([so2, squeeze])
+    data = _sho_trajectories()
+    measure = SymmetryMeasure("cube", math.pi)
+    a = analyse_generators(learned, so2[None], ["H"], threshold=0.0, min_norm=0.0,
+                           trajectories=data, measure=measure, min_displacement=0.1)
+    print("displacements", a.displacements, "conservation", a.conservation)
+    assert a.n_significant == 1 and a.recovered
+    assert a.displacements[0] > 0.5 and a.displacements[1] < 0.05
+    # SO(2)'s quantity (the energy) is flat along the exact data; the squeeze's q*p is not
+    assert a.conservation[0] < 1e-10 and a.conservation[1] > 0.3
+    assert "moves" in a.report and "a random direction has 0.45" in a.report
+    without_data = analyse_generators(learned, so2[None], ["H"], threshold=0.0, min_norm=0.0)
+    assert without_data.n_significant == 2 and without_data.displacements == []
+
+
+def test_chance_parallelness_and_learnable_dimension():
+    from pyro_razor.analysis import chance_parallelness, learnable_dimension
+
+    assert learnable_dimension(12) == 90 and learnable_dimension(2) == 5
+    assert chance_parallelness(7, 12) == pytest.approx(math.sqrt(7 / 90))
+    # the mean squared parallelness of random learnable directions is L / d
+    g = torch.Generator().manual_seed(0)
+    true = make_system("oscillators", n=2).generators(dtype=torch.float64)
+    A = symmetric_from_unconstrained(torch.randn(4000, 4, 4, dtype=torch.float64, generator=g))
+    b = torch.randn(4000, 4, dtype=torch.float64, generator=g)
+    par = parallelness(generator_matrix(A, b).reshape(4000, -1), true.reshape(4, -1))
+    assert float((par**2).mean()) == pytest.approx(4 / 14, rel=0.1)  # 4 of 14 learnable
+
+
+def test_conservation_along_data_of_a_known_quantity():
+    from pyro_razor.analysis import conservation_along_data
+
+    data = _sho_trajectories()
+    H = generator_matrix(torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    q2 = generator_matrix(torch.diag(torch.tensor([2.0, 0.0], dtype=torch.float64)),
+                          torch.zeros(2, dtype=torch.float64))
+    out = conservation_along_data(torch.stack([H, q2]), data)
+    energy = 0.5 * (data**2).sum(-1)
+    assert float(out["across"][0]) == pytest.approx(float(energy.mean(-1).std()), rel=1e-10)
+    assert float(out["within"][0]) < 1e-12 and float(out["ratio"][1]) > 0.3

@@ -105,7 +105,9 @@ def test_data_config_spec_matches_dataset_spec():
 def test_defaults_and_dtype(tmp_path):
     config = load_experiment(write(tmp_path, {"dtype": "float64"}))
     assert config.model.prior == "closed_form" and config.guide.kind == "matrix_normal"
-    assert config.evaluation.threshold == 0.05 and config.evaluation.min_norm == 0.1
+    assert config.evaluation.threshold == 0.05 and config.evaluation.min_norm == 0.0
+    assert config.evaluation.min_displacement == 0.1 and config.train.elbo == "meanfield"
+    assert config.guide.resolved_init_scale() == "reference"
     import torch
 
     assert config.torch_dtype is torch.float64

@@ -9,12 +9,11 @@ from pyro_razor.discovery.formulas import (
     format_quantities,
     format_quantity,
     monomials,
-    phase_names,
     quantity_coefficients,
     quantity_from_coefficients,
     simplest_basis,
 )
-from pyro_razor.symmetry import quadratic_value, symmetric_from_unconstrained
+from pyro_razor.symmetry import phase_labels, quadratic_value, symmetric_from_unconstrained
 from pyro_razor.systems import make_system
 
 DT = torch.float64
@@ -48,7 +47,7 @@ def random_quantities(K: int, M: int, seed: int) -> tuple[torch.Tensor, torch.Te
 
 def coefficient_row(M: int, terms: dict[str, float], names=None) -> torch.Tensor:
     """Coefficients of ``sum_label value * monomial(label)``, located by label."""
-    labels = monomials(names or phase_names(M))
+    labels = monomials(names or phase_labels(M))
     row = torch.zeros(len(labels), dtype=DT)
     for label, value in terms.items():
         row[labels.index(label)] = value
@@ -70,15 +69,15 @@ def evaluate_monomials(labels: list[str], names: list[str], x: torch.Tensor) -> 
 # ----------------------------------------------------------------------------- monomials
 
 
-def test_phase_names_and_monomial_order():
+def test_phase_labels_and_monomial_order():
     """Default names, and the order q q (i <= j), q p (all), p p (i <= j), then linear."""
-    assert phase_names(4) == ["q1", "q2", "p1", "p2"]
+    assert phase_labels(4) == ["q1", "q2", "p1", "p2"]
     assert monomials(["x", "y", "px", "py"]) == [
         "x²", "x·y", "y²", "x·px", "x·py", "y·px", "y·py", "px²", "px·py", "py²",
         "x", "y", "px", "py",
     ]  # fmt: skip
     for M in (2, 6, 12):
-        assert len(monomials(phase_names(M))) == M * (M + 3) // 2
+        assert len(monomials(phase_labels(M))) == M * (M + 3) // 2
 
 
 # ----------------------------------------------------------------------------- coefficients
@@ -94,7 +93,7 @@ def test_coefficients_of_a_hand_example():
 def test_coefficients_evaluate_the_quantity():
     """``sum coeff * monomial(x) = 1/2 x^T A x + b^T x`` at random points (1e-12 relative)."""
     A, b = random_quantities(3, 6, seed=1)
-    names = phase_names(6)
+    names = phase_labels(6)
     x = torch.randn(50, 6, dtype=DT, generator=torch.Generator().manual_seed(2))
     basis = evaluate_monomials(monomials(names), names, x)
     value = basis @ quantity_coefficients(A, b).T
@@ -275,7 +274,7 @@ def test_printed_numbers_follow_the_rule():
     0.5e-p absolute; scientific: to 0.5e-p relative, p = 2), is never 0, and exactly the terms
     below 0.5e-2 times the largest are dropped."""
     g = torch.Generator().manual_seed(16)
-    labels = monomials(phase_names(2))
+    labels = monomials(phase_labels(2))
     for _ in range(50):
         magnitude = 10.0 ** (6 * torch.rand(5, dtype=DT, generator=g) - 3)
         sign = torch.where(torch.rand(5, dtype=DT, generator=g) < 0.5, -1.0, 1.0)

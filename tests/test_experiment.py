@@ -164,9 +164,14 @@ def test_symmetry_json_contract(run):
         "min_norm",
         "recovered",
         "report",
+        "displacements",
+        "conservation",
+        "chance_parallelness",
     ):
         assert key in sym
-    assert sym["threshold"] == 0.05 and sym["min_norm"] == 0.1 and sym["true_dim"] == 1
+    assert sym["threshold"] == 0.05 and sym["min_norm"] == 0.0 and sym["true_dim"] == 1
+    assert sym["min_displacement"] == 0.1 and len(sym["displacements"]) == 1
+    assert sym["chance_parallelness"] == pytest.approx((1 / 5) ** 0.5)  # 1 of 5 directions
     G = torch.load(out / "learned" / "generators.pt")
     assert G.shape == (1, 3, 3)
     # K = 1: the only singular value is the generator's Frobenius norm, normalised to 1
@@ -228,7 +233,7 @@ def test_first_rollout_step_is_one_rk4_integration_of_the_learned_field(run):
     states, _ = transitions(data.train.float())
     torch.manual_seed(0)
     H = posterior_hamiltonian(model, guide, states, tau_samples=32, num_samples=3)
-    assert H.transforms.shape == (32, 3, 3)
+    assert H.transforms.shape == (3, 32, 3, 3)  # one set of 32 per weight draw
     x0 = data.test[:2, 0]
     result = long_horizon_rollout(model, H, make_system("sho"), x0, 4, 0.2)
     # each draw's learned field integrated with RK4 (not the training integrator), same

@@ -9,10 +9,10 @@ import pytest
 import torch
 import xarray as xr
 
+from pyro_razor.symmetry import phase_labels
 from pyro_razor.systems.files import (
     DataFileError,
     TrajectoryFile,
-    default_names,
     read_trajectories,
     split_trajectories,
     write_trajectories,
@@ -88,10 +88,10 @@ def test_csv_gives_back_dt_exactly(tmp_path, dt):
 
 
 def test_default_names():
-    assert default_names(2) == ("q1", "p1")
-    assert default_names(6) == ("q1", "q2", "q3", "p1", "p2", "p3")
+    assert tuple(phase_labels(2)) == ("q1", "p1")
+    assert tuple(phase_labels(6)) == ("q1", "q2", "q3", "p1", "p2", "p3")
     with pytest.raises(ValueError, match="even"):
-        default_names(3)
+        phase_labels(3)
 
 
 # ------------------------------------------------------------------------------ CSV layout

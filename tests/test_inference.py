@@ -275,3 +275,48 @@ def test_the_razor_learns_so2_on_the_harmonic_oscillator():
     print("-ELBO/N", scores, "parallelness", analysis.parallelness[0])
     assert analysis.parallelness[0] > 0.99
     assert scores["learned"] < scores["vanilla"]
+
+
+# ----------------------------------------------------------------------------- budget diagnostic
+
+
+def _vanilla_run(init_scale, epochs, lr, cosine=True):
+    states, nxt = sho_transitions(T=4, points=5)
+    model = NoetherRazorModel.vanilla(2, 0.2, hidden=(16,), integrator_steps=2).to(dtype=DT)
+    guide = MatrixNormalGuide(model, init_scale=init_scale)
+    config = TrainConfig(epochs=epochs, lr=lr, num_particles=2, cosine_annealing=cosine)
+    return train(model, guide, states, nxt, config, progress=False)
+
+
+def test_capped_scale_diagnostic_flags_a_pinned_run_and_not_a_converged_one():
+    """From a tiny start (std 1e-4, prior N(0, 1)) the scales of the unconstrained weights grow
+    at Adam's maximum rate for the whole run: flagged. Restarted at the scales that run reaches
+    after many more epochs, nothing moves at the cap: not flagged."""
+    import warnings
+
+    from pyro_razor.inference.diagnostics import capped_scale_layers
+
+    with pytest.warns(RuntimeWarning, match="maximum rate"):
+        pinned = _vanilla_run(1e-4, epochs=40, lr=1e-2, cosine=False)
+    assert pinned.scale_warning is not None
+    flagged = capped_scale_layers(pinned.history, steps_per_epoch=1)
+    assert flagged and all(f["change"] > 0.5 * f["cap"] for f in flagged)
+    long = _vanilla_run(1e-4, epochs=1500, lr=1e-2)  # long enough to reach its scales
+    final = [math.exp(long.history[-1][f"log_std{l}"]) for l in range(2)]
+    pyro.clear_param_store()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the diagnostic must stay silent
+        settled = _vanilla_run(final, epochs=200, lr=1e-2)
+    assert settled.scale_warning is None
+    assert capped_scale_layers(settled.history, steps_per_epoch=1) == []
+
+
+def test_capped_scale_layers_on_synthetic_histories():
+    from pyro_razor.inference.diagnostics import capped_scale_layers
+
+    lr = 0.01
+    at_cap = [{"lr": lr, "log_std0": -5.0 + 2 * lr * e} for e in range(100)]
+    assert [f["layer"] for f in capped_scale_layers(at_cap, steps_per_epoch=1)] == [0]
+    settled = [{"lr": lr, "log_std0": -5.0 + min(2 * lr * e, 0.5)} for e in range(100)]
+    assert capped_scale_layers(settled, steps_per_epoch=1) == []  # moved fast, then stopped
+    assert capped_scale_layers([{"lr": lr}] * 10, steps_per_epoch=1) == []  # no scales recorded

@@ -124,6 +124,32 @@ def test_oracle_symmetrisation_is_invariant_along_the_true_flow():
     assert (ratio < 1e-2).all()
 
 
+def test_tau_is_drawn_per_weight_sample_and_particles_average_its_noise():
+    """Transforms are (P, S, M+1, M+1), independent across the P weight samples: with the same
+    weights replicated P times, the particle average of grad H_hat is an average of P
+    independent S-sample estimates, so its variance falls by P (measured ~8 for P = 8; the
+    test allows 5-13, i.e. +-60% on a ratio estimated from 300 repetitions)."""
+    pyro.set_rng_seed(0)
+    model = small_model("oracle")
+    S, P = 4, 8
+    T = model.transforms(S, num_draws=P)
+    assert T.shape == (P, S, 3, 3)
+    assert not torch.allclose(T[0], T[1])  # each weight sample has its own symmetry times
+    one = [w.detach() for w in random_weights((2, 16, 16, 1), P=1)]
+    x = torch.tensor([[0.7, -0.4]], dtype=DT)
+
+    def particle_mean(P_: int) -> torch.Tensor:
+        weights = [w.expand(P_, -1, -1) for w in one]
+        H = model.hamiltonian(weights, model.transforms(S, num_draws=P_).to(DT))
+        return H.energy_and_gradient(x)[1].mean(0)[0]  # (M,)
+
+    var = {P_: torch.stack([particle_mean(P_) for _ in range(300)]).var(0).sum()
+           for P_ in (1, P)}
+    ratio = float(var[1] / var[P])
+    print("variance ratio P=1 / P=8:", ratio)
+    assert 5.0 < ratio < 13.0
+
+
 def test_symmetrised_hamiltonian_shape_errors():
     H = SymmetrisedHamiltonian(random_weights((2, 8, 1)), get_activation("elu"))
     with pytest.raises(ValueError, match=r"expected points of shape \(\.\.\., 2\)"):
@@ -203,8 +229,39 @@ def test_gradients_reach_eta_guide_and_learned_prior():
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
 
+def test_learned_quadratic_part_is_w_plus_w_transpose():
+    """A = W + W^T, the reference code's parameterisation (twice (W + W^T)/2)."""
+    model = small_model("learned")
+    W, b = model.quantities.W.detach(), model.quantities.b.detach()
+    torch.testing.assert_close(
+        model.generators().detach(), generator_matrix(W + W.transpose(-1, -2), b)
+    )
+
+
+def test_matrix_normal_guide_starts_each_layer_at_its_scale():
+    from pyro_razor.guides.matrix_normal import reference_init_scales
+
+    assert reference_init_scales([(64, 3), (64, 65), (1, 65)]) == pytest.approx(
+        [1.6 / 8, 1.6 / 128, 1.6 * 32 / 65]
+    )
+    states, nxt = sho_transitions()
+    model = NoetherRazorModel.vanilla(2, 0.2, hidden=(64, 64), integrator_steps=2).to(dtype=DT)
+    for init, expected in (("reference", reference_init_scales(model.hamiltonian_net.layer_shapes)),
+                           (0.03, [0.03] * 3), ([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])):
+        pyro.clear_param_store()
+        guide = MatrixNormalGuide(model, init_scale=init)
+        guide(states, nxt)
+        std = [float(guide.distribution(s).variance.sqrt().mean()) for s in model.weight_sites]
+        assert std == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="init_scale has 2 values but the model has 3"):
+        MatrixNormalGuide(model, init_scale=[0.1, 0.2])(states, nxt)
+    with pytest.raises(ValueError, match="init_scale must be a float, a list or 'reference'"):
+        MatrixNormalGuide(model, init_scale="wide")
+
+
 def test_oracle_has_no_learnable_eta_and_vanilla_no_transforms():
-    assert small_model("oracle").transforms().shape == (4, 3, 3)
+    assert small_model("oracle").transforms().shape == (1, 4, 3, 3)
+    assert small_model("oracle").transforms(5, num_draws=3).shape == (3, 5, 3, 3)
     assert small_model("vanilla").transforms() is None
     states, nxt = sho_transitions()
     trace = poutine.trace(small_model("oracle")).get_trace(states, nxt)
@@ -319,10 +376,17 @@ def test_prior_distributions_and_closed_form_update():
     assert d.event_shape == (3, 5) and float(d.base_dist.scale.max()) == pytest.approx(2.0**0.5)
     prior.update([torch.tensor(30.0), torch.tensor(2.0)])  # eq. 17: v = E|theta|^2 / D
     torch.testing.assert_close(prior.variances(), torch.tensor([2.0, 0.5], dtype=DT))
-    damped = ClosedFormVariancePrior(1.0, damping=0.5)
+    damped = ClosedFormVariancePrior(1.0, damping=0.5)  # damped in precision, as the reference
     damped.setup([(1, 2)])
     damped.update([torch.tensor(6.0)])
-    assert float(damped.variances()[0]) == pytest.approx(0.5 * 1 + 0.5 * 3)
+    assert float(damped.variances()[0]) == pytest.approx(1 / (0.5 * 1 + 0.5 / 3))
+    warm = ClosedFormVariancePrior(1.0, warmup_steps=2)
+    warm.setup([(1, 2)])
+    for _ in range(2):  # the first two updates only count
+        warm.update([torch.tensor(6.0)])
+        assert float(warm.variances()[0]) == 1.0
+    warm.update([torch.tensor(6.0)])
+    assert float(warm.variances()[0]) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="expected 2 second moments"):
         prior.update([torch.tensor(1.0)])
     with pytest.raises(ValueError, match="prior variance must be positive"):

@@ -26,8 +26,11 @@ def test_config_literals_and_registries_name_the_same_things():
 
 
 def test_builders_build_what_they_name():
-    prior = registry.PRIORS["closed_form"](0.5)
+    prior = registry.PRIORS["closed_form"](
+        ModelConfig(prior_variance=0.5, prior_damping=0.5, prior_warmup_steps=7)
+    )
     assert isinstance(prior, ClosedFormVariancePrior) and prior.initial_variance == 0.5
+    assert prior.damping == 0.5 and prior.warmup_steps == 7
     assert isinstance(registry.NOISES["fixed"](1e-3), FixedNoise)
     noise = registry.NOISES["empirical"](2e-3)
     assert isinstance(noise, EmpiricalNoise) and float(noise.variance) == pytest.approx(2e-3)
@@ -43,3 +46,13 @@ def test_unknown_names_list_the_known_ones():
     with pytest.raises(ValueError, match="unknown variant 'teacher'"):
         registry.VARIANTS["teacher"]
     assert len(registry.GUIDES) == 5 and "matrix_normal" in registry.GUIDES
+
+
+def test_oracle_variants_use_the_fixed_group_and_the_full_orbit_group():
+    from pyro_razor.systems import make_system
+
+    system = make_system("nbody", n=3, dim=2)
+    mc = ModelConfig(hidden=(8,))
+    oracle = registry.VARIANTS["oracle"](12, 0.3, system, mc)
+    orbit = registry.VARIANTS["oracle_orbit"](12, 0.3, system, mc)
+    assert oracle.num_quantities == 3 and orbit.num_quantities == 7

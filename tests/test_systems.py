@@ -395,3 +395,15 @@ def test_make_system_rejects_unknown_names_and_params():
         n_body(softening=-1.0)
     with pytest.raises(ValueError, match="G must be finite"):
         n_body(G=math.inf)
+
+
+def test_nbody_oracle_is_se2_and_the_orbit_group_has_all_seven():
+    """The paper's Table 3 oracle is SE(2): the two translations and the absolute rotation."""
+    system = n_body(3, 2)
+    assert system.oracle_quantities == ("T_1", "T_2", "RABS_12")
+    G = system.oracle_generators(dtype=torch.float64)
+    torch.testing.assert_close(G, system.generators(dtype=torch.float64)[:3])
+    assert system.generators().shape[0] == 7
+    assert n_body(3, 3).oracle_quantities == ("T_1", "T_2", "T_3", "RABS_12", "RABS_13", "RABS_23")
+    with pytest.raises(ValueError, match="no conserved quantities"):
+        system.generators(names=["RREL"])

@@ -39,13 +39,16 @@ from pyro_razor.analysis.components import (
     ground_truth,
     oriented_components,
 )
+from pyro_razor.analysis.evidence import conservation_along_data, direction_displacements
 from pyro_razor.analysis.spectrum import (
     F64,
     GeneratorSpectrum,
+    chance_parallelness,
     check_generators,
     generator_spectrum,
     parallelness,
 )
+from pyro_razor.symmetry import SymmetryMeasure
 
 __all__ = ["SymmetryAnalysis", "analyse_generators"]
 
@@ -59,7 +62,9 @@ class SymmetryAnalysis:
             (all zeros if every learned generator is zero).
         absolute_singular_values: ``sigma_i``, unnormalised.
         generator_norms: Frobenius norm ``||G_k||_F`` of each of the ``K`` learned generators.
-        n_significant: number of ``i`` with ``lambda_i > threshold`` and ``sigma_i > min_norm``.
+        n_significant: number of significant directions: ``lambda_i > threshold``,
+            ``sigma_i > min_norm`` and, when training data were given, a flow displacement
+            above ``min_displacement``.
         threshold: the relative threshold on ``lambda_i`` (paper: 0.05).
         min_norm: the absolute threshold on ``sigma_i``.
         parallelness: ``||P v_i||`` of every right singular vector ``v_i`` (all 0 without
@@ -77,6 +82,15 @@ class SymmetryAnalysis:
             the largest entry) is positive.
         phase_dim: ``M``.
         true_names: names of the ground-truth generators (empty if none).
+        displacements: per direction, the mean displacement of the training points by its
+            flow under the model's measure, relative to the data's spread (empty without data;
+            :func:`~pyro_razor.analysis.evidence.direction_displacements`).
+        min_displacement: the displacement a significant direction needs.
+        conservation: per direction, the spread of its quantity ``C(x_t)`` within observed
+            trajectories relative to its spread across them (~0 for a conserved quantity;
+            empty without data).
+        chance_parallelness: the parallelness a random learnable direction has on average,
+            ``sqrt(L / d)`` (:func:`~pyro_razor.analysis.spectrum.chance_parallelness`).
     """
 
     singular_values: list[float]
@@ -94,6 +108,10 @@ class SymmetryAnalysis:
     right_singular_vectors: list[list[float]] = field(default_factory=list)
     phase_dim: int = 0
     true_names: list[str] = field(default_factory=list)
+    displacements: list[float] = field(default_factory=list)
+    min_displacement: float = 0.0
+    conservation: list[float] = field(default_factory=list)
+    chance_parallelness: float = 0.0
 
     def to_json(self) -> dict:
         """All fields as a JSON-serialisable ``dict`` (``json.dumps`` works on it)."""
@@ -128,15 +146,21 @@ def analyse_generators(
     threshold: float = 0.05,
     min_norm: float = 0.1,
     parallel_level: float = 0.99,
+    *,
+    trajectories: torch.Tensor | None = None,
+    measure: SymmetryMeasure | None = None,
+    min_displacement: float = 0.1,
 ) -> SymmetryAnalysis:
     r"""SVD analysis of learned generators against the ground truth (paper section 5.1).
 
     With ``\hat G in R^{K x D}`` the flattened learned generators, ``D = (M+1)^2``, and its SVD
     ``\hat G = U diag(sigma) V^T``: ``lambda_i = sigma_i / sigma_1``; direction ``i`` is
-    significant iff ``lambda_i > threshold`` and ``sigma_i > min_norm``; its parallelness is
-    ``||P v_i||`` with ``P`` the projector onto the span of the flattened ground truth
-    ``G* in R^{L x D}``; its components are ``c = argmin ||G*_unit^T c - v_i||`` with each ground
-    truth generator scaled to unit Frobenius norm (minimum-norm solution if they are dependent).
+    significant iff ``lambda_i > threshold``, ``sigma_i > min_norm`` and, with training data,
+    its flow moves the data by more than ``min_displacement`` of their spread
+    (:mod:`pyro_razor.analysis.evidence`); its parallelness is ``||P v_i||`` with ``P`` the
+    projector onto the span of the flattened ground truth ``G* in R^{L x D}``; its components
+    are ``c = argmin ||G*_unit^T c - v_i||`` with each ground truth generator scaled to unit
+    Frobenius norm (minimum-norm solution if they are dependent).
 
     Computed in float64 on the device of ``learned``; any input dtype is accepted.
 
@@ -147,10 +171,13 @@ def analyse_generators(
         true_names: ``L`` names for the report, e.g.
             ``[c.name for c in system.conserved_quantities]``; default ``"G*1".."G*L"``.
         threshold: relative threshold on ``lambda_i``, in ``[0, 1)`` (paper: 0.05).
-        min_norm: absolute threshold on ``sigma_i``, ``>= 0`` (a learned SO(2) generator of the
-            oscillator has norm ``sqrt 2``).
+        min_norm: absolute threshold on ``sigma_i``, ``>= 0`` (0 switches it off).
         parallel_level: parallelness needed for recovery, in ``(0, 1]`` (paper: 0.99 for
             oscillators, 0.95 for the 3-body system).
+        trajectories: ``(B, n, M)`` training trajectories: enables the displacement criterion
+            and the conservation of each direction's quantity along the data.
+        measure: the model's measure ``mu(tau)`` (needed with ``trajectories``).
+        min_displacement: relative displacement a significant direction needs.
 
     Returns:
         A :class:`SymmetryAnalysis`.
@@ -163,27 +190,19 @@ def analyse_generators(
     truth = ground_truth(true, true_names, M, G_hat.device)
     spectrum = generator_spectrum(G_hat, learned.dtype)
     significant = (spectrum.lam > threshold) & (spectrum.sigma > min_norm)
-    n_significant = int(significant.sum())
+    displacements, conservation = _data_evidence(spectrum, M, trajectories, measure)
+    if displacements is not None:
+        significant &= displacements > float(min_displacement)
     r = spectrum.sigma.shape[0]
     par = parallelness(spectrum.V, truth.flat) if r else spectrum.sigma.new_zeros(0)
     V, coeffs = oriented_components(spectrum.V, truth)
-    components: list[dict[str, float]] = []
-    for i in range(r):
-        if not bool(significant[i]):
-            continue
-        if coeffs is None:
-            components.append({})
-            continue
-        c = coeffs[:, i].tolist()
-        order = sorted(range(len(c)), key=lambda l: -abs(c[l]))
-        components.append({truth.names[l]: float(c[l]) for l in order})
+    components = _components(coeffs, significant, truth)
     par_list = [float(x) for x in par]
+    n_significant = int(significant.sum())
     recovered = n_significant == truth.dim and all(
         p > parallel_level for p in par_list[: truth.dim]
     )
-    report = _report(K, M, spectrum, significant, par_list, components, truth, recovered,
-                     threshold, min_norm, parallel_level)
-    return SymmetryAnalysis(
+    analysis = SymmetryAnalysis(
         singular_values=[float(x) for x in spectrum.lam],
         absolute_singular_values=[float(x) for x in spectrum.sigma],
         generator_norms=[float(x) for x in spectrum.generator_norms],
@@ -193,44 +212,87 @@ def analyse_generators(
         parallelness=par_list,
         true_dim=truth.dim,
         components=components,
-        report=report,
+        report="",
         recovered=bool(recovered),
         parallel_level=parallel_level,
         right_singular_vectors=V.tolist(),
         phase_dim=M,
         true_names=truth.names,
+        displacements=[] if displacements is None else displacements.tolist(),
+        min_displacement=float(min_displacement) if displacements is not None else 0.0,
+        conservation=[] if conservation is None else conservation.tolist(),
+        chance_parallelness=chance_parallelness(truth.dim, M),
     )
+    analysis.report = _report(analysis, significant, truth)
+    return analysis
 
 
-def _report(
-    K: int, M: int, spectrum: GeneratorSpectrum, significant: torch.Tensor,
-    par_list: list[float], components: list[dict[str, float]], truth: GroundTruth,
-    recovered: bool, threshold: float, min_norm: float, parallel_level: float,
-) -> str:
+def _data_evidence(spectrum: GeneratorSpectrum, M: int, trajectories, measure):
+    """Displacements and conservation ratios of the directions, or ``(None, None)``."""
+    if trajectories is None:
+        return None, None
+    if measure is None:
+        raise ValueError("analyse_generators: trajectories need the model's measure too")
+    x = torch.as_tensor(trajectories)
+    if x.dim() != 3 or x.shape[-1] != M:
+        raise ValueError(
+            f"analyse_generators: trajectories must have shape (B, n, {M}), got {tuple(x.shape)}"
+        )
+    displacements = direction_displacements(spectrum.U, spectrum.sigma, spectrum.V, x, measure)
+    G = spectrum.V.reshape(-1, M + 1, M + 1)
+    conservation = conservation_along_data(G, x)["ratio"] if G.shape[0] else G.new_zeros(0)
+    return displacements, conservation
+
+
+def _components(coeffs, significant: torch.Tensor, truth: GroundTruth) -> list[dict[str, float]]:
+    """For each significant direction its ground-truth coefficients, largest first."""
+    components: list[dict[str, float]] = []
+    for i in range(significant.shape[0]):
+        if not bool(significant[i]):
+            continue
+        if coeffs is None:
+            components.append({})
+            continue
+        c = coeffs[:, i].tolist()
+        order = sorted(range(len(c)), key=lambda l: -abs(c[l]))
+        components.append({truth.names[l]: float(c[l]) for l in order})
+    return components
+
+
+def _report(a: SymmetryAnalysis, significant: torch.Tensor, truth: GroundTruth) -> str:
     """The readable multi-line summary of :func:`analyse_generators`."""
-    D = (M + 1) ** 2
+    K, M = len(a.generator_norms), a.phase_dim
+    criteria = f"lambda > {a.threshold:g}"
+    if a.min_norm > 0:
+        criteria += f", singular value > {a.min_norm:g}"
+    if a.displacements:
+        criteria += f", flow moves the data by > {a.min_displacement:g} of their spread"
     lines = [
-        f"Symmetry analysis: K = {K} learned generators on M = {M} (D = {D} entries each)",
-        f"significant directions: {int(significant.sum())} (lambda > {threshold:g} and singular "
-        f"value > {min_norm:g})",
+        f"Symmetry analysis: K = {K} learned generators on M = {M} (D = {(M + 1) ** 2} entries "
+        "each)",
+        f"significant directions: {a.n_significant} ({criteria})",
     ]
     if truth.flat.shape[0]:
-        verdict = "recovered" if recovered else "NOT recovered"
+        verdict = "recovered" if a.recovered else "NOT recovered"
         lines.append(
             f"ground truth: L = {truth.dim} ({', '.join(truth.names)}); {verdict} "
-            f"(needs {truth.dim} significant with parallelness > {parallel_level:g})"
+            f"(needs {truth.dim} significant with parallelness > {a.parallel_level:g}; a random "
+            f"direction has {a.chance_parallelness:.2f})"
         )
     else:
         lines.append("ground truth: none given (L = 0); parallelness not measured")
-    norms = ", ".join(fmt_small(float(x)) for x in spectrum.generator_norms) or "none (K = 0)"
+    norms = ", ".join(fmt_small(x) for x in a.generator_norms) or "none (K = 0)"
     lines.append(f"learned generator norms: {norms}")
     j = 0
-    for i in range(spectrum.sigma.shape[0]):
-        head = f"v{i + 1} (lambda={fmt_small(float(spectrum.lam[i]))}, "
-        head += f"|.|={fmt_small(float(spectrum.sigma[i]))}"
-        head += f", parallel {par_list[i]:.3f})" if truth.flat.shape[0] else ")"
+    for i in range(len(a.singular_values)):
+        head = f"v{i + 1} (lambda={fmt_small(a.singular_values[i])}, "
+        head += f"|.|={fmt_small(a.absolute_singular_values[i])}"
+        if a.displacements:
+            head += f", moves {fmt_small(a.displacements[i])}, "
+            head += f"C spread along/across {fmt_small(a.conservation[i])}"
+        head += f", parallel {a.parallelness[i]:.3f})" if truth.flat.shape[0] else ")"
         if bool(significant[i]):
-            body = combination_text(components[j]) if components[j] else "significant"
+            body = combination_text(a.components[j]) if a.components[j] else "significant"
             j += 1
             lines.append(f"{head} ≈ {body}")
         else:

@@ -13,6 +13,7 @@ Shapes: ``K`` learned generators, ``L`` ground-truth generators, ``D = (M+1)^2``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,9 +22,11 @@ from pyro_razor.symmetry import check_phase_dim
 
 __all__ = [
     "GeneratorSpectrum",
+    "chance_parallelness",
     "check_generators",
     "check_tensor",
     "generator_spectrum",
+    "learnable_dimension",
     "orthonormal_basis",
     "parallelness",
     "rank_tolerance",
@@ -126,12 +129,14 @@ class GeneratorSpectrum:
     """The SVD of flattened learned generators (float64).
 
     Attributes:
+        U: ``(K, r)`` left singular vectors (how each learned generator mixes the directions).
         sigma: ``(r,)`` singular values, descending.
         lam: ``(r,)`` normalised ``sigma_i / sigma_1`` (zeros if every generator is ~0).
         V: ``(r, D)`` right singular vectors as rows.
         generator_norms: ``(K,)`` Frobenius norms of the learned generators.
     """
 
+    U: torch.Tensor
     sigma: torch.Tensor
     lam: torch.Tensor
     V: torch.Tensor
@@ -146,10 +151,23 @@ def generator_spectrum(flat: torch.Tensor, input_dtype: torch.dtype) -> Generato
     """
     K, D = flat.shape
     if K == 0:
-        S, V = flat.new_zeros(0), flat.new_zeros(0, D)
+        U, S, V = flat.new_zeros(0, 0), flat.new_zeros(0), flat.new_zeros(0, D)
     else:
-        _, S, V = torch.linalg.svd(flat, full_matrices=False)  # V: (r, D) rows v_i
+        U, S, V = torch.linalg.svd(flat, full_matrices=False)  # V: (r, D) rows v_i
     sigma_max = float(S[0]) if S.numel() else 0.0
     # Below numerical noise the learned set is zero: no direction, no division by ~0.
     lam = torch.zeros_like(S) if sigma_max <= torch.finfo(input_dtype).tiny else S / sigma_max
-    return GeneratorSpectrum(sigma=S, lam=lam, V=V, generator_norms=flat.norm(dim=1))
+    return GeneratorSpectrum(U=U, sigma=S, lam=lam, V=V, generator_norms=flat.norm(dim=1))
+
+
+def learnable_dimension(M: int) -> int:
+    """Dimension of the space of quadratic-quantity generators on an ``M``-dim phase space:
+    ``M (M + 1) / 2`` (symmetric ``A``) ``+ M`` (``b``), e.g. 90 for ``M = 12``."""
+    return M * (M + 1) // 2 + M
+
+
+def chance_parallelness(true_dim: int, M: int) -> float:
+    """Parallelness of a random direction among the learnable ones to a ``true_dim``-dim span:
+    ``sqrt(E |P v|^2) = sqrt(L / d)`` with ``d`` = :func:`learnable_dimension` (e.g. 0.28 for
+    the 7 true directions of the 2d 3-body system among 90)."""
+    return math.sqrt(min(true_dim, learnable_dimension(M)) / learnable_dimension(M))

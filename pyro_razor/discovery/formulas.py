@@ -51,13 +51,12 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_razor.symmetry import check_phase_dim
+from pyro_razor.symmetry import check_phase_dim, phase_labels
 
 __all__ = [
     "format_quantities",
     "format_quantity",
     "monomials",
-    "phase_names",
     "quantity_coefficients",
     "quantity_from_coefficients",
     "simplest_basis",
@@ -72,19 +71,12 @@ _F64 = torch.float64
 # ---------------------------------------------------------------------------- monomials
 
 
-def phase_names(M: int) -> list[str]:
-    """Default coordinate names ``["q1", .., "qd", "p1", .., "pd"]`` for ``M = 2d``."""
-    check_phase_dim(M)
-    d = M // 2
-    return [f"q{i + 1}" for i in range(d)] + [f"p{i + 1}" for i in range(d)]
-
-
 def _check_names(names: Sequence[str] | None, M: int | None, caller: str) -> list[str]:
     """Validate user names (``M`` of them if ``M`` is given); ``None`` gives the defaults."""
     if names is None:
         if M is None:
             raise ValueError(f"{caller}: pass the coordinate names (M of them, positions first)")
-        return phase_names(M)
+        return phase_labels(M)
     names = list(names)
     if not all(isinstance(n, str) and n.strip() for n in names):
         raise ValueError(f"{caller}: every coordinate name must be a non-empty str, got {names}")
@@ -122,7 +114,7 @@ def monomials(names: Sequence[str]) -> list[str]:
 
     Args:
         names: ``M`` distinct coordinate names, positions first, e.g. ``["x", "y", "px",
-            "py"]`` (see :func:`phase_names` for the defaults).
+            "py"]`` (see :func:`~pyro_razor.symmetry.phase_labels` for the defaults).
 
     Returns:
         ``["x²", "x·y", "y²", "x·px", "x·py", "y·px", "y·py", "px²", "px·py", "py²", "x", "y",

@@ -15,6 +15,8 @@ plates exactly like :class:`~pyro.infer.autoguide.AutoNormal`.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from contextlib import ExitStack
 
 import pyro
@@ -27,7 +29,7 @@ from pyro.poutine.util import site_is_subsample
 
 from pyro_razor.distributions import MatrixNormal
 
-__all__ = ["MatrixNormalGuide"]
+__all__ = ["MatrixNormalGuide", "reference_init_scales"]
 
 
 def deep_getattr(obj, name: str):
@@ -52,6 +54,54 @@ def _is_real(constraint) -> bool:
     return constraint is constraints.real
 
 
+def reference_init_scales(shapes: Sequence[tuple[int, int]]) -> list[float]:
+    r"""Initial posterior standard deviations per layer as the reference implementation sets
+    them (``init_mlp_vi`` with its ``init_posterior_scale = 10`` and factor doubling), for layer
+    matrices of shapes ``(out_l, in_l + 1)``:
+
+    .. math:: s_0 = 1.6 / \sqrt{out_0}, \qquad s_l = 1.6 / (in_l + out_l), \qquad
+              s_L = 1.6 \cdot 32 / (in_L + out_L)
+
+    for the first, middle and last layer (a single layer counts as the first). For a 2-64-64-1
+    network: 0.20, 0.0125, 0.79; for 2-200-200-1: 0.11, 0.004, 0.25.
+    """
+    L, scales = len(shapes), []
+    for l, (out, cols) in enumerate(shapes):
+        fan_in = cols - 1
+        if l == 0:
+            scales.append(1.6 / math.sqrt(out))
+        elif l == L - 1:
+            scales.append(1.6 * 32.0 / (fan_in + out))
+        else:
+            scales.append(1.6 / (fan_in + out))
+    return scales
+
+
+def _check_init_scale(init_scale) -> None:
+    if isinstance(init_scale, str):
+        if init_scale != "reference":
+            raise ValueError(
+                f"init_scale must be a float, a list or 'reference', got {init_scale!r}"
+            )
+        return
+    values = [init_scale] if isinstance(init_scale, (int, float)) else list(init_scale)
+    if not values or not all(isinstance(v, (int, float)) and 0 < v < math.inf for v in values):
+        raise ValueError(f"init_scale must be positive and finite, got {init_scale!r}")
+
+
+def _resolve_init_scales(init_scale, shapes: list) -> list[float]:
+    if isinstance(init_scale, str):
+        return reference_init_scales([tuple(s) for s in shapes])
+    if isinstance(init_scale, (int, float)):
+        return [float(init_scale)] * len(shapes)
+    if len(init_scale) != len(shapes):
+        raise ValueError(
+            f"init_scale has {len(init_scale)} values but the model has {len(shapes)} matrix "
+            "sites; give one per site or a single float"
+        )
+    return [float(v) for v in init_scale]
+
+
 class MatrixNormalGuide(AutoGuide):
     """Matrix-normal posterior over every matrix-valued latent site of ``model``.
 
@@ -60,18 +110,24 @@ class MatrixNormalGuide(AutoGuide):
             (e.g. :class:`~pyro_razor.models.NoetherRazorModel`).
         init_loc_fn: per-site initial mean; defaults to ``model.init_loc_fn`` when the model
             has one (standard network initialisation), else ``init_to_feasible``.
-        init_scale: initial posterior standard deviation of every entry:
-            ``L_S = L_A = sqrt(init_scale) I``. The factors are stored in units of
-            ``sqrt(init_scale)`` (``L_S = sqrt(init_scale) * L_S_param``), so an optimiser step
-            changes their off-diagonal entries *relative* to the diagonal, as it changes the
-            log-diagonal; with absolute units a learning rate that suits the means (1e-2) swamps
-            diagonals of size ~0.03 within a few steps and the posterior blows up.
+        init_scale: initial posterior standard deviation ``s`` of the entries of each site:
+            ``L_S = L_A = sqrt(s) I``. A float (every site), a sequence (one per site, in the
+            model's order) or ``"reference"`` (per layer as the reference implementation
+            starts, see :func:`reference_init_scales`). Start wide: Adam moves the
+            log-diagonals of the factors by about ``lr`` per step, so a posterior scale can
+            shrink or grow by at most ``exp(2 sum_t lr_t)`` over a run; shrinking to what the
+            data allow is quick, growing from a tiny start to the prior's size is not. The
+            factors are stored in units of ``sqrt(s)`` (``L_S = sqrt(s) * L_S_param``), so an
+            optimiser step changes their off-diagonal entries *relative* to the diagonal, as it
+            changes the log-diagonal.
         create_plates: as for AutoGuides.
     """
 
-    def __init__(self, model, *, init_loc_fn=None, init_scale: float = 1e-3, create_plates=None):
-        if not (isinstance(init_scale, float) and init_scale > 0):
-            raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
+    def __init__(
+        self, model, *, init_loc_fn=None, init_scale: float | Sequence[float] | str = "reference",
+        create_plates=None,
+    ):
+        _check_init_scale(init_scale)
         if init_loc_fn is None:
             init_loc_fn = getattr(model, "init_loc_fn", init_to_feasible)
         self.init_loc_fn = init_loc_fn
@@ -80,6 +136,10 @@ class MatrixNormalGuide(AutoGuide):
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
+        shapes = [site["fn"].event_shape for _, site in self.prototype_trace.iter_stochastic_nodes()
+                  if not site_is_subsample(site)]
+        scales = iter(_resolve_init_scales(self._init_scale, shapes))
+        self._site_scales: dict[str, float] = {}
         self.locs = PyroModule()
         self.scale_tril_rows = PyroModule()
         self.scale_tril_cols = PyroModule()
@@ -98,6 +158,7 @@ class MatrixNormalGuide(AutoGuide):
                     f"MatrixNormalGuide: site {name!r} lies inside a plate; only global "
                     "matrix sites are supported"
                 )
+            self._site_scales[name] = next(scales)
             with torch.no_grad():
                 loc = torch.as_tensor(self.init_loc_fn(site)).detach()
             loc = loc.to(site["value"]).reshape(fn.event_shape).clone()
@@ -115,7 +176,7 @@ class MatrixNormalGuide(AutoGuide):
             )
 
     def _site_distribution(self, name: str) -> MatrixNormal:
-        root = self._init_scale**0.5
+        root = self._site_scales[name] ** 0.5
         return MatrixNormal(
             deep_getattr(self.locs, name),
             root * deep_getattr(self.scale_tril_rows, name),

@@ -18,7 +18,10 @@ class TrainConfig:
         batch_size: trajectories per step (``None``: full batch).
         num_particles: ``P``, weight samples per step (Monte-Carlo samples of ``E_q``).
         vectorize_particles: draw the particles in one batched computation.
-        elbo: ``"trace"`` (``Trace_ELBO``) or ``"meanfield"`` (``TraceMeanField_ELBO``).
+        elbo: ``"meanfield"`` (``TraceMeanField_ELBO``: the KL in closed form where one is
+            registered, e.g. the matrix-normal guide against the Gaussian prior; the same
+            expectation as ``Trace_ELBO`` with less noise; Monte Carlo for sites without one)
+            or ``"trace"`` (``Trace_ELBO``).
         lr: Adam learning rate of the guide (theta) parameters.
         lr_eta: learning rate of the conserved quantities ``eta``.
         lr_hyper: learning rate of learned prior variances.
@@ -31,7 +34,7 @@ class TrainConfig:
     batch_size: int | None = None
     num_particles: int = 1
     vectorize_particles: bool = True
-    elbo: Literal["trace", "meanfield"] = "trace"
+    elbo: Literal["trace", "meanfield"] = "meanfield"
     lr: float = 1e-3
     lr_eta: float = 1e-2
     lr_hyper: float = 1e-2

@@ -45,8 +45,8 @@ HAMILTONIAN_INTEGRATOR = "rk4"
 def posterior_hamiltonian(
     model: NoetherRazorModel, guide, states: torch.Tensor, tau_samples: int, num_samples: int
 ) -> SymmetrisedHamiltonian:
-    """``H_hat`` for ``P = num_samples`` weight draws from the guide and one fixed set of
-    ``S = tau_samples`` symmetry transforms (torch RNG: seed it for reproducibility).
+    """``H_hat`` for ``P = num_samples`` weight draws from the guide, each with its own fixed
+    set of ``S = tau_samples`` symmetry transforms (torch RNG: seed it for reproducibility).
 
     Predictions average over the draws rather than plugging in the posterior-mean weights: the
     network is nonlinear in its weights, and under a symmetrised model the posterior is broad
@@ -56,7 +56,7 @@ def posterior_hamiltonian(
     ``states``: any ``(T, n, M)`` model input (only its shape/device are used by the guide).
     """
     weights = draw_weights(model, guide, states, num_samples)
-    transforms = model.transforms(tau_samples)
+    transforms = model.transforms(tau_samples, num_draws=num_samples)
     return model.hamiltonian(weights, None if transforms is None else transforms.detach())
 
 
@@ -68,7 +68,7 @@ def per_draw_energy(
     of at most ``max_points`` symmetrised points (``P x chunk x S``)."""
     anchor = H.weights[0]
     x = torch.as_tensor(x).to(device=anchor.device, dtype=anchor.dtype)
-    S = 1 if H.transforms is None else H.transforms.shape[0]
+    S = H.tau_samples
     chunk = max(1, max_points // (S * H.num_weight_samples))
     parts = [H.energy(x[:, i : i + chunk]) for i in range(0, x.shape[1], chunk)]
     return torch.cat(parts, dim=1) if parts else x.new_zeros(x.shape[0], 0)
@@ -164,13 +164,8 @@ def predictive_rollout(
 
     with RngScope(seed), model.evaluation(tau_samples):
         weights = draw_weights(model, guide, x0[:, None, :], P)
-        if model.generators() is None:  # no symmetrisation: all draws in one batch
-            y = roll(weights, None, x0.expand(P, R, M))
-        else:  # one set of symmetry transforms per draw
-            y = torch.cat([
-                roll([w[p : p + 1] for w in weights], model.transforms(), x0[None])
-                for p in range(P)
-            ])
+        transforms = model.transforms(num_draws=P)  # one set per draw, fixed along the rollout
+        y = roll(weights, transforms, x0.expand(P, R, M))
         if observation_noise:
             noise = sigma * torch.randn_like(y[:, :, 1:])
             y = torch.cat([y[:, :, :1], y[:, :, 1:] + noise], dim=2)

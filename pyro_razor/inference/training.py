@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -28,6 +29,11 @@ from tqdm.auto import tqdm
 
 from pyro_razor.inference.checkpoints import load_checkpoint, restore_checkpoint, save_checkpoint
 from pyro_razor.inference.config import TrainConfig
+from pyro_razor.inference.diagnostics import (
+    capped_scale_layers,
+    capped_scale_message,
+    posterior_log_std,
+)
 from pyro_razor.inference.posterior import posterior_second_moments
 from pyro_razor.models.likelihood import OBSERVATION_SITE
 from pyro_razor.models.priors import ClosedFormVariancePrior
@@ -45,12 +51,15 @@ __all__ = [
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: per-epoch history and timing."""
+    """What :func:`train` returns: per-epoch history, timing, and the training diagnostic of
+    :func:`~pyro_razor.inference.diagnostics.capped_scale_layers` (``scale_warning``: one line,
+    or ``None``)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     wall_time_s: float = 0.0
     seconds_per_step: float = float("nan")
+    scale_warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,8 @@ def train(
                 raise FloatingPointError(f"epoch {epoch + 1}: {exc}") from None
         record = _epoch_record(epoch, records, N, time.perf_counter() - epoch_start)
         record["lr"] = _current_lr(step.optimizer, config)
+        for l, value in enumerate(posterior_log_std(guide, model.weight_sites) or []):
+            record[f"log_std{l}"] = value
         history.append(record)
         bar.set_postfix(_postfix(record), refresh=False)
         last = epoch + 1 == config.epochs
@@ -261,8 +272,12 @@ def train(
     bar.close()
     wall = time.perf_counter() - t0
     steps_done = (config.epochs - start_epoch) * steps_per_epoch
+    scale_warning = capped_scale_message(capped_scale_layers(history, steps_per_epoch))
+    if scale_warning is not None:
+        warnings.warn(f"{description or 'train'}: {scale_warning}", RuntimeWarning, stacklevel=2)
     return TrainResult(history=history, steps=steps_done, wall_time_s=wall,
-                       seconds_per_step=wall / steps_done if steps_done else float("nan"))
+                       seconds_per_step=wall / steps_done if steps_done else float("nan"),
+                       scale_warning=scale_warning)
 
 
 def _epoch_record(epoch: int, records: list[StepRecord], N: int, seconds: float) -> dict:

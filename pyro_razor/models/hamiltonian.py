@@ -1,15 +1,15 @@
 r"""The symmetrised Hamiltonian ``H_hat`` and its vector field (paper eq. 5 and 14).
 
-Given weight samples ``theta`` of ``F_theta`` and ``S`` transform matrices
-``T_s = expm(sum_k tau_k^(s) G_k)`` (computed once per model call, see
+Given ``P`` weight samples ``theta_p`` of ``F_theta`` and, for each, ``S`` transform matrices
+``T_ps = expm(sum_k tau_psk G_k)`` (computed once per model call, see
 :func:`pyro_razor.symmetry.flow_matrices`), the unbiased ``S``-sample estimate is
 
-.. math:: \hat H(x) = \frac{1}{S} \sum_{s=1}^{S} F_\theta(\Phi^{\tau_s}(x)),
+.. math:: \hat H_p(x) = \frac{1}{S} \sum_{s=1}^{S} F_{\theta_p}(\Phi^{\tau_{ps}}(x)),
           \qquad \Phi^{\tau}(x) = R_\tau x + t_\tau,
 
 and, since each ``Phi`` is affine, its gradient is
-``grad H_hat(x) = 1/S sum_s R_s^T grad F_theta(Phi^{tau_s}(x))``. The Hamiltonian vector field is
-``x' = J grad H_hat(x)``. With no transforms (vanilla HNN) ``H_hat = F_theta``.
+``grad H_hat_p(x) = 1/S sum_s R_ps^T grad F_theta_p(Phi^{tau_ps}(x))``. The Hamiltonian vector
+field is ``x' = J grad H_hat(x)``. With no transforms (vanilla HNN) ``H_hat = F_theta``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ __all__ = ["SymmetrisedHamiltonian"]
 
 
 class SymmetrisedHamiltonian:
-    """``H_hat`` for a batch of ``P`` weight samples and one set of ``S`` transforms.
+    """``H_hat`` for a batch of ``P`` weight samples, each with its own ``S`` transforms.
 
     Args:
         weights: per layer ``(P, out_l, in_l + 1)`` matrices ``[W_l b_l]``.
         activation: the network's hidden activation.
-        transforms: ``(S, M+1, M+1)`` group elements, or ``None`` for no symmetrisation.
+        transforms: ``(P, S, M+1, M+1)`` group elements (``(1, S, ...)`` or ``(S, ...)``:
+            one set shared by all weight samples), or ``None`` for no symmetrisation.
     """
 
     def __init__(
@@ -41,12 +42,31 @@ class SymmetrisedHamiltonian:
     ) -> None:
         self.weights = list(weights)
         self.activation = activation
-        self.transforms = transforms
         self.phase_dim = self.weights[0].shape[-1] - 1
         self.num_weight_samples = self.weights[0].shape[0]
+        self.transforms = None if transforms is None else self._per_sample(transforms)
         self._J = symplectic_matrix(
             self.phase_dim, dtype=self.weights[0].dtype, device=self.weights[0].device
         )
+
+    def _per_sample(self, transforms: torch.Tensor) -> torch.Tensor:
+        """``(P, S, M+1, M+1)`` from ``(S, ...)``, ``(1, S, ...)`` or ``(P, S, ...)``."""
+        M, P = self.phase_dim, self.num_weight_samples
+        if transforms.dim() == 3:
+            transforms = transforms[None]
+        if transforms.dim() != 4 or transforms.shape[-2:] != (M + 1, M + 1) or (
+            transforms.shape[0] not in (1, P)
+        ):
+            raise ValueError(
+                f"transforms must have shape ({P}, S, {M + 1}, {M + 1}) (one set per weight "
+                f"sample) or (S, {M + 1}, {M + 1}), got {tuple(transforms.shape)}"
+            )
+        return transforms.expand(P, -1, -1, -1)
+
+    @property
+    def tau_samples(self) -> int:
+        """``S``, symmetry samples per weight sample (1 without symmetrisation)."""
+        return 1 if self.transforms is None else self.transforms.shape[1]
 
     def broadcast(self, x: torch.Tensor) -> torch.Tensor:
         """Broadcast ``(N, M)`` or ``(P, N, M)`` points to ``(P, N, M)`` (``ValueError`` if
@@ -75,15 +95,15 @@ class SymmetrisedHamiltonian:
         P, N, M = x.shape
         if self.transforms is None:
             return mlp_value_and_input_gradient(self.weights, x, self.activation)
-        S = self.transforms.shape[0]
-        R = self.transforms[:, :M, :M]  # (S, M, M)
-        t = self.transforms[:, :M, M]  # (S, M)
-        z = torch.einsum("smk,pnk->psnm", R, x) + t[None, :, None, :]  # (P, S, N, M)
+        S = self.transforms.shape[1]
+        R = self.transforms[..., :M, :M]  # (P, S, M, M)
+        t = self.transforms[..., :M, M]  # (P, S, M)
+        z = torch.einsum("psmk,pnk->psnm", R, x) + t[:, :, None, :]  # (P, S, N, M)
         value, grad = mlp_value_and_input_gradient(
             self.weights, z.reshape(P, S * N, M), self.activation
         )
         energy = value.reshape(P, S, N).mean(1)
-        gradient = torch.einsum("psnk,skm->pnm", grad.reshape(P, S, N, M), R) / S
+        gradient = torch.einsum("psnk,pskm->pnm", grad.reshape(P, S, N, M), R) / S
         return energy, gradient
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:

@@ -96,19 +96,28 @@ class ClosedFormVariancePrior(LayerGaussianPrior):
     r"""``theta_l ~ N(0, v_l I)`` with ``v_l`` set in closed form between steps (appendix D.3).
 
     :meth:`update` takes each layer's posterior second moment ``E_q |theta_l|^2 =
-    Tr Sigma_l + |m_l|^2`` (for a matrix normal ``Tr S Tr A + |M|^2``) and sets
+    Tr Sigma_l + |m_l|^2`` (for a matrix normal ``Tr S Tr A + |M|^2``) and moves the prior
+    precision ``1 / v_l`` towards the KL-minimising one of eq. 17,
 
-    .. math:: v_l \leftarrow \rho\, v_l + (1 - \rho)\, \frac{E_q \|\theta_l\|^2}{D_l}
+    .. math:: \frac{1}{v_l} \leftarrow \rho\, \frac{1}{v_l}
+              + (1 - \rho)\, \frac{D_l}{E_q \|\theta_l\|^2},
 
-    with damping ``rho`` (0: the exact KL minimiser of eq. 17). The variances are a buffer, not
-    a parameter: they receive no gradient.
+    with damping ``rho`` (0: the exact minimiser; the reference code damps by ``rho = 1/2`` in
+    precision space after every step), and only after ``warmup_steps`` calls (before that the
+    prior keeps its initial variance while the posterior settles). The variances and the
+    number of updates are buffers (checkpointed), not parameters: they receive no gradient.
     """
 
-    def __init__(self, variance: float = 1.0, damping: float = 0.0) -> None:
+    def __init__(
+        self, variance: float = 1.0, damping: float = 0.0, warmup_steps: int = 0
+    ) -> None:
         super().__init__(variance)
         if not 0.0 <= damping < 1.0:
             raise ValueError(f"damping must be in [0, 1), got {damping}")
+        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
         self.damping = float(damping)
+        self.warmup_steps = warmup_steps
 
     def setup(self, layer_shapes: Sequence[tuple[int, int]]) -> None:
         super().setup(layer_shapes)
@@ -116,13 +125,15 @@ class ClosedFormVariancePrior(LayerGaussianPrior):
             "_variances",
             torch.full((len(self.layer_shapes),), self.initial_variance, dtype=torch.float64),
         )
+        self.register_buffer("_calls", torch.zeros((), dtype=torch.int64))
 
     def variances(self) -> torch.Tensor:
         return self._variances
 
     @torch.no_grad()
     def update(self, second_moments: Sequence[torch.Tensor]) -> None:
-        """Set ``v_l`` from ``(L,)`` posterior second moments ``E_q |theta_l|^2`` (eq. 17)."""
+        """Move ``v_l`` towards ``(L,)`` posterior second moments ``E_q |theta_l|^2 / D_l``
+        (eq. 17), once the warm-up is over."""
         if len(second_moments) != len(self.layer_shapes):
             raise ValueError(
                 f"expected {len(self.layer_shapes)} second moments (one per layer), "
@@ -133,4 +144,8 @@ class ClosedFormVariancePrior(LayerGaussianPrior):
         target = m2 / sizes.to(self._variances)
         if not torch.isfinite(target).all() or (target <= 0).any():
             raise FloatingPointError(f"closed-form prior variance update is invalid: {target}")
-        self._variances.mul_(self.damping).add_((1.0 - self.damping) * target)
+        self._calls += 1
+        if int(self._calls) <= self.warmup_steps:
+            return
+        precision = self.damping / self._variances + (1.0 - self.damping) / target
+        self._variances.copy_(1.0 / precision)

@@ -1,8 +1,10 @@
 r"""The conserved quantities ``C_eta`` that symmetrise the Hamiltonian (paper sections 3–4).
 
 - :class:`LearnedQuantities`: ``K`` quadratic quantities ``C_k(x) = 1/2 x^T A_k x + b_k^T x``
-  with ``A_k = (W_k + W_k^T)/2``; ``eta = {W, b}`` are ``pyro.param`` s of the model, optimised
-  by the ELBO (empirical Bayes), never sampled.
+  with ``A_k = W_k + W_k^T`` (the reference code's parameterisation: with ``(W + W^T)/2`` the
+  quadratic part would start half as large and learn at half the speed for the same
+  learning rate); ``eta = {W, b}`` are ``pyro.param`` s of the model, optimised by the ELBO
+  (empirical Bayes), never sampled.
 - :class:`FixedQuantities`: given generators, e.g. a system's ground truth (the "oracle").
 
 Both return their ``(K, M+1, M+1)`` generators ``G_k = [[J A_k, J b_k], [0, 0]]`` (eq. 4).
@@ -14,12 +16,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
-from pyro_razor.symmetry import (
-    check_phase_dim,
-    generator_matrix,
-    quantity_from_generator,
-    symmetric_from_unconstrained,
-)
+from pyro_razor.symmetry import check_phase_dim, generator_matrix, quantity_from_generator
 
 __all__ = ["FixedQuantities", "LearnedQuantities"]
 
@@ -54,8 +51,8 @@ class LearnedQuantities(PyroModule):
         self.b = PyroParam(init_std * torch.randn(K, M, generator=generator), constraints.real)
 
     def quadratic_forms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A, b)`` of shapes ``(K, M, M)`` (symmetric) and ``(K, M)``."""
-        return symmetric_from_unconstrained(self.W), self.b
+        """``(A, b)`` of shapes ``(K, M, M)`` (symmetric, ``A = W + W^T``) and ``(K, M)``."""
+        return self.W + self.W.transpose(-1, -2), self.b
 
     def generators(self) -> torch.Tensor:
         """``(K, M+1, M+1)`` generators."""

@@ -7,8 +7,10 @@ Generative story, for transitions ``(x_t, x_{t+dt})`` of ``T`` observed trajecto
 2. the conserved quantities ``C_eta`` are *parameters* of the prior (``pyro.param`` s
    ``"quantities.W"``, ``"quantities.b"``; empirical Bayes) — or fixed generators (oracle), or
    absent (vanilla HNN);
-3. ``S`` symmetry times ``tau_s ~ mu`` give transforms ``T_s = expm(sum_k tau_sk G_k)``,
-   computed once per call and shared by every point, integrator step and weight sample;
+3. for every weight sample ``p``, ``S`` symmetry times ``tau_ps ~ mu`` give transforms
+   ``T_ps = expm(sum_k tau_psk G_k)`` (``tau`` of shape ``(P, S, K)``, as in the reference
+   code: averaging over the ``P`` particles also averages the symmetry noise), computed once per
+   call as one ``(P, S, M+1, M+1)`` batch and shared by every point and integrator step;
 4. the symmetrised Hamiltonian ``H_hat = 1/S sum_s F_theta o Phi^{tau_s}`` (eq. 14);
 5. ``x_{t+dt} ~ N(ODESolve(J grad H_hat, x_t, dt), sigma^2_data I)``, the likelihood object
    :class:`~pyro_razor.models.likelihood.GaussianTransitionLikelihood` with its plates
@@ -181,14 +183,18 @@ class NoetherRazorModel(PyroModule):
         """``(K, M+1, M+1)`` current generators, or ``None`` for the vanilla model."""
         return None if self.quantities is None else self.quantities.generators()
 
-    def transforms(self, num_samples: int | None = None) -> torch.Tensor | None:
-        """``(S, M+1, M+1)`` transforms ``expm(sum_k tau_k G_k)``, ``tau ~ mu``, or ``None``."""
+    def transforms(
+        self, num_samples: int | None = None, num_draws: int = 1
+    ) -> torch.Tensor | None:
+        """``(P, S, M+1, M+1)`` transforms ``expm(sum_k tau_psk G_k)``, ``tau ~ mu`` drawn
+        independently for each of the ``P = num_draws`` weight samples (``S = num_samples``,
+        default the model's), or ``None`` for the vanilla model."""
         G = self.generators()
         if G is None:
             return None
         S = self.tau_samples if num_samples is None else num_samples
-        tau = self.measure.sample(S, G.shape[0], dtype=G.dtype, device=G.device)
-        return flow_matrices(G, tau)
+        tau = self.measure.sample(num_draws * S, G.shape[0], dtype=G.dtype, device=G.device)
+        return flow_matrices(G, tau.reshape(num_draws, S, -1))
 
     def init_loc_fn(self, site: dict) -> torch.Tensor:
         """Standard initial value for a weight site (for guides' ``init_loc_fn``)."""
@@ -200,7 +206,8 @@ class NoetherRazorModel(PyroModule):
     def hamiltonian(
         self, weights: Sequence[torch.Tensor], transforms: torch.Tensor | None
     ) -> SymmetrisedHamiltonian:
-        """The symmetrised Hamiltonian for ``(P, out, in+1)`` weights and given transforms."""
+        """The symmetrised Hamiltonian for ``(P, out, in+1)`` weights and ``(P, S, M+1, M+1)``
+        transforms (one set per weight sample)."""
         return SymmetrisedHamiltonian(weights, self.hamiltonian_net.activation, transforms)
 
     def predict(
@@ -214,7 +221,7 @@ class NoetherRazorModel(PyroModule):
 
         Args:
             weights: per layer ``(P, out, in+1)``.
-            transforms: ``(S, M+1, M+1)`` or ``None``.
+            transforms: ``(P, S, M+1, M+1)`` or ``None``.
             x: ``(N, M)`` or ``(P, N, M)`` states.
             duration: integration time (default ``dt``); sub-steps scale with it.
 
@@ -271,7 +278,7 @@ class NoetherRazorModel(PyroModule):
         particle_shape = self._particle_shape(raw[0].shape[:-2])
         P = math.prod(particle_shape)
         weights = [w.reshape(P, *w.shape[-2:]) for w in raw]
-        transforms = self.transforms()
+        transforms = self.transforms(num_draws=P)
         with self.likelihood.trajectories(T, subsample) as idx:
             x = states[idx]  # (B, n, M)
             B = x.shape[0]

@@ -107,7 +107,7 @@ def _reference_config(name, data, model, train, variants) -> ExperimentConfig:
         variants=variants,
         data=data,
         model=model,
-        guide=GuideConfig(kind="matrix_normal", init_scale=1e-3),
+        guide=GuideConfig(kind="matrix_normal"),
         train=TrainConfig(**train),
         evaluation=EvaluationConfig(),
         device="cpu",

@@ -48,17 +48,18 @@ __all__ = [
     "load_experiment",
 ]
 
-VARIANTS = ("vanilla", "learned", "oracle")
+VARIANTS = ("vanilla", "learned", "oracle", "oracle_orbit")
 """The model variants an experiment can train, in their canonical order."""
 
 VARIANT_LABELS = {
     "vanilla": "HNN",
     "learned": "HNN + learned symmetry",
     "oracle": "HNN + fixed symmetry (oracle)",
+    "oracle_orbit": "HNN + fixed full orbit group (oracle)",
 }
 """How tables and figures name the variants."""
 
-Variant = Literal["vanilla", "learned", "oracle"]
+Variant = Literal["vanilla", "learned", "oracle", "oracle_orbit"]
 
 
 def _positive(value: float, name: str) -> None:
@@ -137,6 +138,9 @@ class ModelConfig:
         prior: how the per-layer prior variance ``v_l`` is chosen: ``"fixed"``, ``"learned"``
             (gradient) or ``"closed_form"`` (appendix D.3, the default).
         prior_variance: the (initial) prior variance.
+        prior_damping: ``"closed_form"`` only: damping ``rho`` of the precision update
+            (0: jump to the KL minimiser; the reference code uses 0.5).
+        prior_warmup_steps: ``"closed_form"`` only: SVI steps before the prior starts to move.
         noise: ``"fixed"`` or ``"empirical"`` output noise ``sigma^2_data`` (appendix D.2).
         noise_variance: the (initial) ``sigma^2_data`` (paper: 0.001).
         integrator: ``"euler"`` (paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
@@ -157,6 +161,8 @@ class ModelConfig:
     elu_alpha: float = 1.0
     prior: Literal["fixed", "learned", "closed_form"] = "closed_form"
     prior_variance: float = 1.0
+    prior_damping: float = 0.0
+    prior_warmup_steps: int = 0
     noise: Literal["fixed", "empirical"] = "fixed"
     noise_variance: float = 1e-3
     integrator: Literal["euler", "rk4", "leapfrog", "midpoint"] = "euler"
@@ -174,6 +180,9 @@ class ModelConfig:
             raise ValueError("hidden must list at least one hidden-layer width, e.g. [200, 200]")
         for i, width in enumerate(self.hidden):
             _at_least(width, 1, f"hidden[{i}]")
+        if not 0.0 <= self.prior_damping < 1.0:
+            raise ValueError(f"prior_damping must be in [0, 1), got {self.prior_damping}")
+        _at_least(self.prior_warmup_steps, 0, "prior_warmup_steps")
         for name in ("elu_alpha", "prior_variance", "noise_variance", "measure_scale"):
             _positive(getattr(self, name), name)
         _at_least(self.integrator_steps, 1, "integrator_steps")
@@ -192,18 +201,42 @@ class GuideConfig:
         kind: ``"matrix_normal"`` (per-layer matrix normal, appendix D.1), ``"auto_normal"``
             (mean field), ``"auto_lowrank"`` (low-rank multivariate normal), ``"auto_delta"``
             (MAP; its "KL" is then ``-log p(theta)``) or ``"auto_diagonal"``.
-        init_scale: initial posterior standard deviation of each weight.
+        init_scale: initial posterior standard deviation of the weights: a float (every
+            weight), and for ``"matrix_normal"`` also a list (one per layer) or
+            ``"reference"`` (per layer as the reference implementation starts:
+            :func:`~pyro_razor.guides.matrix_normal.reference_init_scales`). Default: the
+            kind's own (``"reference"`` for the matrix normal, Pyro's 0.1 for AutoGuides).
+            Start wide: within a run a log-parameterised scale can grow by at most
+            ``exp(2 sum_t lr_t)``.
         rank: rank of ``"auto_lowrank"`` (default: Pyro's ``sqrt`` of the dimension).
     """
 
     kind: Literal[
         "matrix_normal", "auto_normal", "auto_lowrank", "auto_delta", "auto_diagonal"
     ] = "matrix_normal"
-    init_scale: float = 1e-3
+    init_scale: float | Literal["reference"] | tuple[float, ...] | None = None
     rank: int | None = None
 
+    def resolved_init_scale(self) -> float | str | tuple[float, ...]:
+        """``init_scale``, or the kind's default when it is not set."""
+        if self.init_scale is not None:
+            return self.init_scale
+        return "reference" if self.kind == "matrix_normal" else 0.1
+
     def __post_init__(self) -> None:
-        _positive(self.init_scale, "init_scale")
+        scales = self.init_scale
+        if isinstance(scales, tuple):
+            if not scales:
+                raise ValueError("init_scale must list at least one value (one per layer)")
+            for i, value in enumerate(scales):
+                _positive(value, f"init_scale[{i}]")
+        elif isinstance(scales, float):
+            _positive(scales, "init_scale")
+        if self.kind != "matrix_normal" and scales is not None and not isinstance(scales, float):
+            raise ValueError(
+                f"init_scale = {scales!r} applies to kind 'matrix_normal' only; give one float "
+                f"for {self.kind!r}"
+            )
         if self.rank is not None:
             _at_least(self.rank, 1, "rank")
             if self.kind != "auto_lowrank":
@@ -223,8 +256,11 @@ class EvaluationConfig:
         rollout_trajectories: test initial conditions rolled out.
         threshold: singular values above ``threshold`` (relative to the largest) count as
             significant (paper section 5.1: 0.05).
-        min_norm: ...and only if their absolute size is at least ``min_norm`` (a collapsed
-            generator moves no point).
+        min_norm: ...and only if their absolute size is at least ``min_norm`` (0: no such
+            threshold; the displacement below is the evidence that does not depend on a
+            tuned singular value).
+        min_displacement: ...and only if the direction's flow, under the model's measure,
+            moves the training points by more than this share of their spread.
         parallel_level: parallelness that counts as a recovered direction (paper: 0.99 for
             oscillators, 0.95 for the 3-body system).
         grid: points per axis of the phase-portrait grids (2-d systems).
@@ -237,7 +273,8 @@ class EvaluationConfig:
     rollout_points: int = 201
     rollout_trajectories: int = 10
     threshold: float = 0.05
-    min_norm: float = 0.1
+    min_norm: float = 0.0
+    min_displacement: float = 0.1
     parallel_level: float = 0.99
     grid: int = 61
     chunk_size: int = 64
@@ -253,6 +290,10 @@ class EvaluationConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         if not (self.min_norm >= 0 and math.isfinite(self.min_norm)):
             raise ValueError(f"min_norm must be >= 0 and finite, got {self.min_norm}")
+        if not (self.min_displacement >= 0 and math.isfinite(self.min_displacement)):
+            raise ValueError(
+                f"min_displacement must be >= 0 and finite, got {self.min_displacement}"
+            )
         if not 0 < self.parallel_level <= 1:
             raise ValueError(f"parallel_level must be in (0, 1], got {self.parallel_level}")
 
@@ -263,7 +304,8 @@ class ExperimentConfig:
 
     Attributes:
         name: run name (default output directory ``runs/<name>``).
-        variants: which of ``"vanilla"``, ``"learned"``, ``"oracle"`` to train (no repeats).
+        variants: which of ``"vanilla"``, ``"learned"``, ``"oracle"`` (the system's fixed
+            group), ``"oracle_orbit"`` (all its known quantities) to train (no repeats).
         data, model, guide, train, evaluation: the sections above.
         device: a torch device string, ``"cpu"`` or ``"cuda"`` / ``"cuda:1"``.
         dtype: ``"float32"`` (fast) or ``"float64"``.
@@ -293,10 +335,11 @@ class ExperimentConfig:
                 "key 'model.num_quantities': the 'learned' variant needs K >= 1 learnable "
                 f"quantities, got {self.model.num_quantities}"
             )
-        if "oracle" in self.variants and not self.data.spec().make_system().conserved_quantities:
+        oracles = [v for v in self.variants if v.startswith("oracle")]
+        if oracles and not self.data.spec().make_system().conserved_quantities:
             raise ConfigError(
                 f"key 'variants': system {self.data.system!r} has no ground-truth generators, "
-                "so it has no 'oracle' variant"
+                f"so it has no {oracles[0]!r} variant"
             )
         try:
             device = torch.device(self.device)

@@ -42,7 +42,7 @@ from pyro_razor.systems import simulate, transitions
 
 __all__ = ["run_ppc"]
 
-VARIANT_ORDER = ("vanilla", "learned", "oracle")
+VARIANT_ORDER = ("vanilla", "learned", "oracle", "oracle_orbit")
 
 
 def _variants_of(run: RunDir, variant: str | None) -> list[str]:

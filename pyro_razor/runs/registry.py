@@ -82,29 +82,38 @@ def _learned(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorM
 
 
 def _oracle(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+    return NoetherRazorModel.oracle(system.oracle_generators(dtype=torch.float64), dt, **kwargs)
+
+
+def _oracle_orbit(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
     return NoetherRazorModel.oracle(system.generators(dtype=torch.float64), dt, **kwargs)
 
 
 VARIANTS: Registry[Callable[..., NoetherRazorModel]] = Registry(
-    "variant", {"vanilla": _vanilla, "learned": _learned, "oracle": _oracle}
+    "variant",
+    {"vanilla": _vanilla, "learned": _learned, "oracle": _oracle, "oracle_orbit": _oracle_orbit},
 )
 """Model variants: ``builder(M, dt, system, model_config, **model_kwargs)``. They share every
-setting and differ only in the conserved quantities: none, ``K`` learnable ones, or the
-system's ground-truth generators."""
+setting and differ only in the conserved quantities: none, ``K`` learnable ones, the system's
+fixed oracle group (``system.oracle_quantities``, e.g. SE(2) for the 2d 3-body system) or all
+its known conserved quantities (``"oracle_orbit"``)."""
 
 GUIDES: Registry[Callable] = Registry(
     "guide kind",
     {
-        "matrix_normal": lambda model, gc: MatrixNormalGuide(model, init_scale=gc.init_scale),
+        "matrix_normal": lambda model, gc: MatrixNormalGuide(
+            model, init_scale=gc.resolved_init_scale()
+        ),
         "auto_normal": lambda model, gc: AutoNormal(
-            model, init_loc_fn=model.init_loc_fn, init_scale=gc.init_scale
+            model, init_loc_fn=model.init_loc_fn, init_scale=gc.resolved_init_scale()
         ),
         "auto_lowrank": lambda model, gc: AutoLowRankMultivariateNormal(
-            model, init_loc_fn=model.init_loc_fn, init_scale=gc.init_scale, rank=gc.rank
+            model, init_loc_fn=model.init_loc_fn, init_scale=gc.resolved_init_scale(),
+            rank=gc.rank,
         ),
         "auto_delta": lambda model, gc: AutoDelta(model, init_loc_fn=model.init_loc_fn),
         "auto_diagonal": lambda model, gc: AutoDiagonalNormal(
-            model, init_loc_fn=model.init_loc_fn, init_scale=gc.init_scale
+            model, init_loc_fn=model.init_loc_fn, init_scale=gc.resolved_init_scale()
         ),
     },
 )
@@ -112,10 +121,15 @@ GUIDES: Registry[Callable] = Registry(
 
 PRIORS = Registry(
     "prior",
-    {"fixed": FixedVariancePrior, "learned": LearnedVariancePrior,
-     "closed_form": ClosedFormVariancePrior},
+    {
+        "fixed": lambda mc: FixedVariancePrior(mc.prior_variance),
+        "learned": lambda mc: LearnedVariancePrior(mc.prior_variance),
+        "closed_form": lambda mc: ClosedFormVariancePrior(
+            mc.prior_variance, damping=mc.prior_damping, warmup_steps=mc.prior_warmup_steps
+        ),
+    },
 )
-"""Priors over the layer matrices: ``builder(variance)``."""
+"""Priors over the layer matrices: ``builder(model_config)``."""
 
 NOISES = Registry("output noise", {"fixed": FixedNoise, "empirical": EmpiricalNoise})
 """Output noise of the likelihood: ``builder(variance)``."""

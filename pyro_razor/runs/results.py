@@ -20,6 +20,7 @@ from pyro_razor.analysis import (
     long_horizon_rollout,
     longterm_record,
 )
+from pyro_razor.inference.diagnostics import capped_scale_layers, capped_scale_message
 from pyro_razor.models import SymmetrisedHamiltonian
 from pyro_razor.runs.config import ExperimentConfig
 from pyro_razor.runs.data import RunData
@@ -72,6 +73,9 @@ def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, hist
             "final_train_neg_elbo_per_n": history[-1]["neg_elbo_per_n"] if history else None,
             "prior_variances": model.hamiltonian_net.prior.variances().detach().cpu().tolist(),
             "noise_variance": float(model.noise.variance),
+            "scale_warning": capped_scale_message(
+                capped_scale_layers(history, config.train.steps_per_epoch(data.states.shape[0]))
+            ),
         }
     )
     return metrics
@@ -108,7 +112,7 @@ def analyse_variant(
         G = model.generators().detach()
         artefacts.generators = G.cpu()
         run.write_generators(variant, G)
-        analysis = symmetry_analysis(config, system, G)
+        analysis = symmetry_analysis(config, system, G, data.raw.train, model.measure)
         artefacts.analysis = analysis
         run.write_json(variant, "symmetry.json", analysis.to_json())
         L = analysis.true_dim
@@ -118,18 +122,25 @@ def analyse_variant(
                 "true_dim": L,
                 "recovered": analysis.recovered,
                 "parallelness": analysis.parallelness[: max(L, analysis.n_significant)],
+                "chance_parallelness": analysis.chance_parallelness,
             }
         )
     return fields
 
 
-def symmetry_analysis(config: ExperimentConfig, system: HamiltonianSystem, G: torch.Tensor):
+def symmetry_analysis(
+    config: ExperimentConfig, system: HamiltonianSystem, G: torch.Tensor,
+    trajectories: torch.Tensor, measure,
+) -> SymmetryAnalysis:
     """:func:`~pyro_razor.analysis.analyse_generators` of learned generators ``(K, M+1, M+1)``
-    against the system's ground truth, with the config's thresholds."""
+    against the system's ground truth, with the config's thresholds, the training
+    trajectories ``(B, n, M)`` and the model's measure (flow displacements, conservation)."""
     ev = config.evaluation
     true = system.generators(dtype=torch.float64) if system.conserved_quantities else None
     names = [c.name for c in system.conserved_quantities]
     return analyse_generators(
         G.detach().cpu().double(), true, names or None, threshold=ev.threshold,
         min_norm=ev.min_norm, parallel_level=ev.parallel_level,
+        trajectories=trajectories.detach().cpu().double(), measure=measure,
+        min_displacement=ev.min_displacement,
     )

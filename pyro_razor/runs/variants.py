@@ -46,7 +46,7 @@ def build_model(
         hidden=mc.hidden,
         activation=mc.activation,
         elu_alpha=mc.elu_alpha,
-        prior=PRIORS[mc.prior](mc.prior_variance),
+        prior=PRIORS[mc.prior](mc),
         noise=NOISES[mc.noise](mc.noise_variance),
         measure=MEASURES[mc.measure](mc.measure_scale),
         tau_samples=mc.tau_samples,

@@ -20,7 +20,7 @@ optional ground truth for the symmetry analysis; they are never used to generate
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -71,6 +71,9 @@ class HamiltonianSystem:
         test_initial: extra test-set samplers by name (e.g. ``"moved"``, ``"wider"``), with
             the same signature as ``sample_initial``. ``"train"`` is reserved.
         params: the parameters that built the system (for cache keys and reports).
+        oracle_quantities: names of the conserved quantities the ``"oracle"`` model variant
+            symmetrises over (the paper's fixed group, e.g. SE(2) for the 2d n-body system);
+            empty means all of them. The ``"oracle_orbit"`` variant always uses all.
 
     Systems compare by identity (they hold functions, whose equality means nothing).
     """
@@ -82,6 +85,7 @@ class HamiltonianSystem:
     conserved_quantities: tuple[QuadraticQuantity, ...] = ()
     test_initial: Mapping[str, InitialSampler] = field(default_factory=dict)
     params: Mapping[str, object] = field(default_factory=dict)
+    oracle_quantities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -114,6 +118,14 @@ class HamiltonianSystem:
                 )
             if not callable(fn):
                 raise TypeError(f"system {self.name!r}: test_initial[{key!r}] is not callable")
+        known = [c.name for c in quantities]
+        unknown = [n for n in self.oracle_quantities if n not in known]
+        if unknown:
+            raise ValueError(
+                f"system {self.name!r}: oracle_quantities {unknown} are not among its conserved "
+                f"quantities {known}"
+            )
+        object.__setattr__(self, "oracle_quantities", tuple(self.oracle_quantities))
         object.__setattr__(self, "conserved_quantities", quantities)
         object.__setattr__(self, "test_initial", MappingProxyType(samplers))
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
@@ -179,18 +191,34 @@ class HamiltonianSystem:
     # ------------------------------------------------------------------ ground truth
 
     def generators(
-        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+        self,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        names: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """Ground-truth generators ``G = [[J A, J b], [0, 0]]`` (eq. 4), ``(L, M+1, M+1)``.
+        """Ground-truth generators ``G = [[J A, J b], [0, 0]]`` (eq. 4), ``(L, M+1, M+1)``,
+        of all conserved quantities or of those named in ``names`` (in that order).
 
-        Raises ``ValueError`` if the system has no known conserved quantities.
+        Raises ``ValueError`` if the system has no known conserved quantities or a name is
+        unknown.
         """
         if not self.conserved_quantities:
             raise ValueError(
                 f"system {self.name!r} has no ground-truth conserved quantities, so it has no "
                 "ground-truth generators; pass conserved_quantities=(...) to define them"
             )
-        return generators_of(self.conserved_quantities, dtype=dtype, device=device)
+        quantities = self.conserved_quantities
+        if names is not None:
+            by_name = {c.name: c for c in quantities}
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                raise ValueError(f"system {self.name!r} has no conserved quantities {missing}")
+            quantities = [by_name[n] for n in names]
+        return generators_of(quantities, dtype=dtype, device=device)
+
+    def oracle_generators(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Generators of the ``"oracle"`` variant's fixed group (``oracle_quantities``)."""
+        return self.generators(dtype=dtype, names=self.oracle_quantities or None)
 
     # ------------------------------------------------------------------ sampling
 

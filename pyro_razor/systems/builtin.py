@@ -264,7 +264,10 @@ def n_body(
       direction). ``RREL = RABS - RCOM`` here (the paper's ``RABS - 2 RCOM`` holds for n = 2);
     - ``P_d = T_d^2``;  ``Q_dd' = T_d T_d'``.
 
-    That is ``2 dim + 3 dim(dim-1)/2`` quantities: 7 for ``dim = 2``, 15 for ``dim = 3``.
+    That is ``2 dim + 3 dim(dim-1)/2`` quantities: 7 for ``dim = 2``, 15 for ``dim = 3`` (the
+    orbit group a learned model should find). The ``"oracle"`` variant uses SE(dim), the
+    translations ``T_d`` and rotations ``RABS_dd'`` (the paper's Table 3 oracle, SE(2) for
+    ``dim = 2``); ``"oracle_orbit"`` all of them.
 
     Args:
         n: number of bodies (>= 2).
@@ -310,6 +313,11 @@ def n_body(
             "shift_std": shift_std,
             "momentum_std": momentum_std,
         },
+        # the paper's fixed oracle (Table 3): SE(dim), translations and absolute rotations
+        oracle_quantities=tuple(
+            c.name for c in _nbody_quantities(n, dim, mass_tuple)
+            if c.name.startswith(("T_", "RABS_"))
+        ),
     )
 
 

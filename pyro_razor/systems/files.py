@@ -44,7 +44,6 @@ with one line naming the file, what is wrong and how to fix it, before any data 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Sequence
@@ -54,7 +53,15 @@ import numpy as np
 import torch
 
 from pyro_razor.atomic import atomic_path
-from pyro_razor.symmetry import check_phase_dim
+from pyro_razor.symmetry import check_phase_dim, phase_labels
+from pyro_razor.systems.file_formats import (
+    READERS,
+    WRITERS,
+    Contents,
+    DataFileError,
+    check_names,
+    check_selected,
+)
 
 __all__ = [
     "DT_RTOL",
@@ -62,7 +69,6 @@ __all__ = [
     "SUFFIXES",
     "DataFileError",
     "TrajectoryFile",
-    "default_names",
     "read_trajectories",
     "split_trajectories",
     "write_trajectories",
@@ -71,12 +77,6 @@ __all__ = [
 SUFFIXES = (".npz", ".npy", ".csv", ".nc")
 DT_RTOL = 1e-6  # time steps: file vs caller, between trajectories, stored dt vs times
 STEP_RTOL = 1e-4  # each single step vs its trajectory's mean step
-ID_COLUMNS = ("trajectory", "traj", "id")
-TIME_COLUMNS = ("time", "t")
-
-
-class DataFileError(ValueError):
-    """An unusable trajectory file; the one-line message names the file, problem and fix."""
 
 
 @dataclass
@@ -109,25 +109,6 @@ class TrajectoryFile:
         return B * (n - 1)
 
 
-def default_names(M: int) -> tuple[str, ...]:
-    """Names of ``M = 2d`` phase columns: ``("q1", ..., "qd", "p1", ..., "pd")``."""
-    d = check_phase_dim(M) // 2
-    return tuple(f"q{i}" for i in range(1, d + 1)) + tuple(f"p{i}" for i in range(1, d + 1))
-
-
-@dataclass
-class _Contents:
-    """What a reader found in a file (numpy arrays), before any check."""
-
-    trajectories: np.ndarray
-    names: tuple[str, ...] | None = None
-    dt: object = None
-    times: np.ndarray | None = None
-    test: np.ndarray | None = None
-    test_times: np.ndarray | None = None
-    ids: list[str] | None = None  # CSV trajectory ids, for messages
-
-
 # ------------------------------------------------------------------------------ reading
 
 
@@ -149,8 +130,8 @@ def read_trajectories(
     if not os.path.isfile(path):
         raise DataFileError(f"{path}: no such file; check the path")
     suffix = _suffix(path)
-    names = None if names is None else _check_names(path, names, "the names given")
-    return _validate(path, _READERS[suffix](path, names), dt, names)
+    names = None if names is None else check_names(path, names, "the names given")
+    return _validate(path, READERS[suffix](path, names), dt, names)
 
 
 def _suffix(path: str) -> str:
@@ -160,181 +141,10 @@ def _suffix(path: str) -> str:
     return suffix
 
 
-def _unreadable(path: str, kind: str, error: Exception, fix: str) -> DataFileError:
-    reason = (str(error).strip().splitlines() or [""])[0]
-    return DataFileError(
-        f"{path}: not a readable {kind} file ({type(error).__name__}: {reason}); it may be "
-        f"truncated or corrupt: {fix}"
-    )
-
-
-def _np_load(path: str, magic: bytes):
-    """``numpy.load`` without pickles, after checking the file starts with ``magic``."""
-    with open(path, "rb") as f:
-        if f.read(len(magic)) != magic:
-            raise ValueError(f"it does not start with the signature {magic!r}")
-    return np.load(path, allow_pickle=False)
-
-
-def _read_npz(path: str, names) -> _Contents:
-    try:
-        with _np_load(path, b"PK") as archive:  # a zip archive
-            data = {key: archive[key] for key in archive.files}
-    except Exception as e:
-        raise _unreadable(path, ".npz", e, "write it again with numpy.savez") from None
-    if "trajectories" not in data:
-        raise DataFileError(
-            f"{path}: no array 'trajectories' (the archive has {', '.join(sorted(data)) or 'none'})"
-            "; save the (B, n, M) array under that key"
-        )
-    file_names = None if "names" not in data else tuple(map(str, np.ravel(data["names"])))
-    test = data.get("test_trajectories")
-    return _Contents(data["trajectories"], file_names, data.get("dt"), data.get("times"), test)
-
-
-def _read_npy(path: str, names) -> _Contents:
-    try:
-        array = _np_load(path, b"\x93NUMPY")
-    except Exception as e:
-        raise _unreadable(path, ".npy", e, "write it again with numpy.save") from None
-    return _Contents(array)
-
-
-def _read_nc(path: str, names) -> _Contents:
-    import xarray as xr  # here: only netCDF needs it, and it is slow to import
-
-    try:
-        ds = xr.load_dataset(path, engine="netcdf4", decode_times=False, decode_timedelta=False)
-    except Exception as e:
-        raise _unreadable(path, "netCDF", e, "write it again with xarray's to_netcdf") from None
-    if "trajectories" not in ds.data_vars:
-        raise DataFileError(
-            f"{path}: no variable 'trajectories' (the file has "
-            f"{', '.join(map(str, ds.data_vars)) or 'none'}); store the (B, n, M) array under it"
-        )
-    da = _nc_array(path, ds["trajectories"], ("trajectory", "time", "phase"))
-    test, test_times = ds.get("test_trajectories"), None
-    if test is not None:
-        test = _nc_array(path, test, ("test_trajectory", "test_time", "phase"))
-        test_times = test["test_time"].values if "test_time" in test.coords else None
-    return _Contents(
-        da.values,
-        names=tuple(map(str, da["phase"].values)) if "phase" in da.coords else None,
-        dt=ds["dt"].values if "dt" in ds.variables else ds.attrs.get("dt"),
-        times=da["time"].values if "time" in da.coords else None,
-        test=None if test is None else test.values,
-        test_times=test_times,
-    )
-
-
-def _nc_array(path: str, da, dims: tuple[str, str, str]):
-    if set(da.dims) != set(dims):
-        raise DataFileError(
-            f"{path}: variable '{da.name}' has dims ({', '.join(map(str, da.dims))}); "
-            f"expected the 3 dims ({', '.join(dims)}); rename or add them"
-        )
-    return da.transpose(*dims)
-
-
-def _read_csv(path: str, names) -> _Contents:
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise _unreadable(path, "CSV text", e, "save it as UTF-8 text") from None
-    if not rows:
-        raise DataFileError(f"{path}: empty file; add a header line, e.g. trajectory,time,q1,p1")
-    header = [c.strip() for c in rows[0][1]]
-    id_col, time_col, phase_cols = _csv_columns(path, header, names)
-    ids, times, values = _csv_values(path, rows[1:], header, id_col, time_col, phase_cols)
-    return _csv_group(path, ids, times, values, tuple(header[j] for j in phase_cols))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _csv_column(path: str, header: list[str], choices: tuple[str, ...], what: str) -> int:
-    lower = [c.lower() for c in header]
-    for choice in choices:
-        if choice in lower:
-            return lower.index(choice)
-    raise DataFileError(
-        f"{path}: no {what} column (named {' or '.join(choices)}); the columns are "
-        f"{', '.join(header)}; rename the right one"
-    )
-
-
-def _csv_columns(path: str, header: list[str], names) -> tuple[int, int, list[int]]:
-    """Indices of the id, time and phase columns (those in ``names``, else all others)."""
-    if all(_is_number(c) for c in header):
-        raise DataFileError(
-            f"{path}: no header line (the first line holds numbers); add a first line naming "
-            "the columns, e.g. trajectory,time,q1,p1"
-        )
-    _check_names(path, header, "the header's columns")
-    id_col = _csv_column(path, header, ID_COLUMNS, "trajectory id")
-    time_col = _csv_column(path, header, TIME_COLUMNS, "time")
-    others = [j for j in range(len(header)) if j not in (id_col, time_col)]
-    if names is None:
-        return id_col, time_col, others
-    _check_selected(path, names, [header[j] for j in others])
-    return id_col, time_col, [header.index(name) for name in names]
-
-
-def _csv_values(path: str, rows, header, id_col, time_col, phase_cols):
-    """Ids (str), times ``(N,)`` and values ``(N, M)`` of the ``N`` data rows."""
-    ids, times, values = [], [], []
-    for number, (line, row) in enumerate(rows, start=1):
-        if len(row) != len(header):
-            raise DataFileError(
-                f"{path}: row {number} (line {line}) has {len(row)} fields, the header "
-                f"{len(header)}; give every row one value per column"
-            )
-        bad = [j for j in (time_col, *phase_cols) if not _is_number(row[j])]
-        if bad:
-            raise DataFileError(
-                f"{path}: row {number} (line {line}): {header[bad[0]]} = {row[bad[0]]!r} is "
-                "not a number; fix or remove that row"
-            )
-        ids.append(row[id_col].strip())
-        times.append(float(row[time_col]))
-        values.append([float(row[j]) for j in phase_cols])
-    if not ids:
-        raise DataFileError(f"{path}: a header but no data rows; add one row per state")
-    values = np.array(values, dtype=np.float64).reshape(len(ids), len(phase_cols))
-    return ids, np.array(times, dtype=np.float64), values
-
-
-def _csv_group(path: str, ids, times, values, names) -> _Contents:
-    """Sort rows by id then time into ``(B, n, M)`` states and ``(B, n)`` times."""
-    keys = np.array([float(i) for i in ids] if all(map(_is_number, ids)) else ids)
-    order = np.lexsort((times, keys))
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    if counts.min() != counts.max():
-        short, long = ids[first[counts.argmin()]], ids[first[counts.argmax()]]
-        raise DataFileError(
-            f"{path}: trajectories have unequal lengths (id {short}: {counts.min()} points, "
-            f"id {long}: {counts.max()}); trim them to a common length"
-        )
-    B, n = len(counts), int(counts[0])
-    labels = [ids[order[b * n]] for b in range(B)]
-    states, times = values[order].reshape(B, n, -1), times[order].reshape(B, n)
-    return _Contents(states, names, times=times, ids=labels)
-
-
-_READERS = {".npz": _read_npz, ".npy": _read_npy, ".csv": _read_csv, ".nc": _read_nc}
-
-
 # --------------------------------------------------------------------------- validation
 
 
-def _validate(path: str, c: _Contents, dt, names) -> TrajectoryFile:
+def _validate(path: str, c: Contents, dt, names) -> TrajectoryFile:
     """Check shapes, names, phase dimension, finiteness and dt of ``c``; build the result."""
     trajectories = _check_array(path, "trajectories", c.trajectories)
     M = trajectories.shape[-1]
@@ -344,13 +154,13 @@ def _validate(path: str, c: _Contents, dt, names) -> TrajectoryFile:
             f"{path}: test_trajectories have {test.shape[-1]} columns, trajectories {M}; "
             "store both with the same phase columns"
         )
-    file_names = None if c.names is None else _check_names(path, c.names, "the file's names")
+    file_names = None if c.names is None else check_names(path, c.names, "the file's names")
     if file_names is not None and len(file_names) != M:
         raise DataFileError(
             f"{path}: the file has {len(file_names)} names for M = {M} columns; store one each"
         )
     if names is not None and file_names is not None:
-        _check_selected(path, names, file_names)
+        check_selected(path, names, file_names)
         index = [file_names.index(name) for name in names]
     elif names is not None and len(names) != M:
         raise DataFileError(f"{path}: {len(names)} names given for M = {M} columns; give {M}")
@@ -363,7 +173,7 @@ def _validate(path: str, c: _Contents, dt, names) -> TrajectoryFile:
         test = np.ascontiguousarray(test[..., index])
         _check_finite(path, "test_trajectories", test, None)
     dt = _resolve_dt(path, c, dt, trajectories.shape, None if test is None else test.shape)
-    names = tuple(names or default_names(len(index)))
+    names = tuple(names or phase_labels(len(index)))
     test = None if test is None else torch.from_numpy(test)
     return TrajectoryFile(torch.from_numpy(trajectories), dt, names, test, path)
 
@@ -386,24 +196,6 @@ def _check_array(path: str, what: str, array) -> np.ndarray:
             "transition"
         )
     return array.astype(np.float64)
-
-
-def _check_names(path: str, names, where: str) -> tuple[str, ...]:
-    if isinstance(names, str) or not all(isinstance(name, str) and name for name in names):
-        raise DataFileError(f"{path}: {where} must be a sequence of non-empty strings")
-    names = tuple(names)
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise DataFileError(f"{path}: {where} repeat {', '.join(repeated)}; make names distinct")
-    return names
-
-
-def _check_selected(path: str, names, available) -> None:
-    missing = [name for name in names if name not in available]
-    if missing:
-        raise DataFileError(
-            f"{path}: no column named {', '.join(missing)}; the file has {', '.join(available)}"
-        )
 
 
 def _check_phase(path: str, M: int, names) -> None:
@@ -444,7 +236,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= DT_RTOL * max(abs(a), abs(b))
 
 
-def _resolve_dt(path: str, c: _Contents, dt, shape, test_shape) -> float:
+def _resolve_dt(path: str, c: Contents, dt, shape, test_shape) -> float:
     """The file's time step (stored, times and test times all agreeing), checked against dt."""
     found = []  # (value, where)
     if c.dt is not None:
@@ -541,9 +333,9 @@ def write_trajectories(
     """
     path = os.fspath(path)
     suffix = _suffix(path)
-    names = None if names is None else _check_names(path, names, "the names given")
+    names = None if names is None else check_names(path, names, "the names given")
     test = None if test is None else _numpy(test)
-    checked = _validate(path, _Contents(_numpy(trajectories), test=test), dt, names)
+    checked = _validate(path, Contents(_numpy(trajectories), test=test), dt, names)
     if test is not None and suffix in (".npy", ".csv"):
         raise DataFileError(f"{path}: {suffix} cannot hold a test set; use .npz or .nc")
     if names is not None and suffix == ".npy":
@@ -551,45 +343,7 @@ def write_trajectories(
     if suffix == ".csv" and {"trajectory", "time"} & set(checked.names):
         raise DataFileError(f"{path}: 'trajectory' and 'time' name the CSV id and time columns")
     with atomic_path(path) as tmp:
-        _WRITERS[suffix](tmp, checked)
-
-
-def _write_npz(tmp, f: TrajectoryFile) -> None:
-    arrays = {"trajectories": f.trajectories.numpy(), "dt": np.float64(f.dt)}
-    arrays["names"] = np.array(f.names)
-    if f.test is not None:
-        arrays["test_trajectories"] = f.test.numpy()
-    with open(tmp, "wb") as out:  # a file object: numpy adds no suffix to the name
-        np.savez(out, **arrays)
-
-
-def _write_npy(tmp, f: TrajectoryFile) -> None:
-    with open(tmp, "wb") as out:
-        np.save(out, f.trajectories.numpy())
-
-
-def _write_csv(tmp, f: TrajectoryFile) -> None:
-    times = (np.arange(f.trajectories.shape[1]) * f.dt).tolist()
-    with open(tmp, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["trajectory", "time", *f.names])
-        for b, trajectory in enumerate(f.trajectories.tolist()):
-            for t, state in zip(times, trajectory, strict=True):
-                writer.writerow([b, repr(t), *map(repr, state)])  # repr: full precision
-
-
-def _write_nc(tmp, f: TrajectoryFile) -> None:
-    import xarray as xr
-
-    data = {"trajectories": (("trajectory", "time", "phase"), f.trajectories.numpy())}
-    coords = {"phase": list(f.names), "time": np.arange(f.trajectories.shape[1]) * f.dt}
-    if f.test is not None:
-        data["test_trajectories"] = (("test_trajectory", "test_time", "phase"), f.test.numpy())
-        coords["test_time"] = np.arange(f.test.shape[1]) * f.dt
-    xr.Dataset(data, coords=coords, attrs={"dt": f.dt}).to_netcdf(tmp, engine="netcdf4")
-
-
-_WRITERS = {".npz": _write_npz, ".npy": _write_npy, ".csv": _write_csv, ".nc": _write_nc}
+        WRITERS[suffix](tmp, checked)
 
 
 # ---------------------------------------------------------------------------- splitting
