@@ -320,3 +320,27 @@ def test_capped_scale_layers_on_synthetic_histories():
     settled = [{"lr": lr, "log_std0": -5.0 + min(2 * lr * e, 0.5)} for e in range(100)]
     assert capped_scale_layers(settled, steps_per_epoch=1) == []  # moved fast, then stopped
     assert capped_scale_layers([{"lr": lr}] * 10, steps_per_epoch=1) == []  # no scales recorded
+
+
+def test_learning_rate_schedule_and_eta_warmup():
+    from pyro_razor.inference.training import learning_rate_factor
+
+    assert learning_rate_factor(0, 100, cosine=True) == 1.0
+    assert learning_rate_factor(50, 100, cosine=True) == pytest.approx(0.5)
+    assert learning_rate_factor(100, 100, cosine=True) == pytest.approx(0.0)
+    assert learning_rate_factor(9, 100, cosine=True, warmup_steps=10) == 0.0
+    assert learning_rate_factor(10, 100, cosine=True, warmup_steps=10) == 1.0
+    assert learning_rate_factor(55, 100, cosine=True, warmup_steps=10) == pytest.approx(0.5)
+    assert learning_rate_factor(70, 100, cosine=False, warmup_steps=10) == 1.0
+    # eta stays where it started for the warm-up epochs, theta moves from the first step
+    states, nxt = sho_transitions(T=3, points=4)
+    model = learned_model()
+    guide = MatrixNormalGuide(model, init_scale=1e-2)
+    W0 = model.quantities.W.detach().clone()
+    config = TrainConfig(epochs=6, lr=1e-2, lr_eta=1e-2, eta_warmup_epochs=3)
+    seen = []
+    train(model, guide, states, nxt, config, progress=False,
+          callback=lambda e, r: seen.append(pyro.param("quantities.W").detach().clone()))
+    assert all(torch.equal(W, W0) for W in seen[:3]) and not torch.equal(seen[3], W0)
+    with pytest.raises(ValueError, match="eta_warmup_epochs must be in"):
+        TrainConfig(epochs=5, eta_warmup_epochs=5)

@@ -26,6 +26,10 @@ class TrainConfig:
         lr_eta: learning rate of the conserved quantities ``eta``.
         lr_hyper: learning rate of learned prior variances.
         cosine_annealing: anneal every learning rate to 0 over all steps.
+        eta_warmup_epochs: hold ``eta``'s learning rate at 0 for this many epochs, so the network
+            is first fitted as a (near-)vanilla HNN and the conserved quantities then start
+            learning on a warmed-up model (the reference code starts its Table 3 runs from a
+            pre-trained HNN); ``eta``'s cosine schedule then runs over the remaining steps.
         checkpoint_every: write a checkpoint every this many epochs (0: only at the end).
         seed: seeds Pyro/torch RNGs (weights' init, tau, particles) and the minibatch order.
     """
@@ -39,6 +43,7 @@ class TrainConfig:
     lr_eta: float = 1e-2
     lr_hyper: float = 1e-2
     cosine_annealing: bool = True
+    eta_warmup_epochs: int = 0
     checkpoint_every: int = 0
     seed: int = 0
 
@@ -55,6 +60,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be positive and finite, got {value}")
+        if not 0 <= self.eta_warmup_epochs < self.epochs:
+            raise ValueError(
+                f"eta_warmup_epochs must be in [0, epochs = {self.epochs}), got "
+                f"{self.eta_warmup_epochs}"
+            )
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
 

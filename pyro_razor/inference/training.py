@@ -82,23 +82,43 @@ def make_elbo(config: TrainConfig):
     )
 
 
-def make_optimizer(model: NoetherRazorModel, config: TrainConfig, total_steps: int):
-    """Adam with per-group learning rates (theta / eta / hyper), optionally cosine-annealed."""
+class GroupAdam(torch.optim.Adam):
+    """``torch.optim.Adam`` that remembers which optimiser group (theta / eta / hyper) its
+    parameter belongs to, so that its learning-rate schedule can depend on it."""
+
+    def __init__(self, params, group: str, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.group = group
+
+
+def learning_rate_factor(step: int, total_steps: int, cosine: bool, warmup_steps: int = 0) -> float:
+    """Multiplier of the base learning rate at ``step``: 0 during a warm-up, then 1 or a cosine
+    from 1 to 0 over the remaining steps, ``(1 + cos(pi t / T)) / 2``."""
+    if step < warmup_steps:
+        return 0.0
+    if not cosine:
+        return 1.0
+    span = max(total_steps - warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
+
+
+def make_optimizer(model: NoetherRazorModel, config: TrainConfig, total_steps: int,
+                   eta_warmup_steps: int = 0):
+    """Adam with per-group learning rates (theta / eta / hyper), each on the schedule of
+    :func:`learning_rate_factor` (stepped by ``optimizer.step()`` after every SVI step); ``eta``
+    waits ``eta_warmup_steps`` before it moves."""
     rates = {"theta": config.lr, "eta": config.lr_eta, "hyper": config.lr_hyper}
 
     def per_param(name: str) -> dict:
-        return {"lr": rates[model.param_group(name)], "betas": (0.9, 0.999)}
+        group = model.param_group(name)
+        return {"lr": rates[group], "betas": (0.9, 0.999), "group": group}
 
-    if config.cosine_annealing:
-        return pyro.optim.CosineAnnealingLR(
-            {
-                "optimizer": torch.optim.Adam,
-                "optim_args": per_param,
-                "T_max": total_steps,
-                "eta_min": 0.0,
-            }
-        )
-    return pyro.optim.Adam(per_param)
+    def schedule(optimizer: GroupAdam) -> torch.optim.lr_scheduler.LambdaLR:
+        warmup = eta_warmup_steps if optimizer.group == "eta" else 0
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: learning_rate_factor(
+            t, total_steps, config.cosine_annealing, warmup))
+
+    return pyro.optim.PyroLRScheduler(schedule, {"optimizer": GroupAdam, "optim_args": per_param})
 
 
 class ObservationRecorder(Messenger):
@@ -128,11 +148,13 @@ class TrainingStep:
         model, guide: the Pyro model and any guide for it.
         config: the optimisation settings.
         total_steps: length of the cosine schedule.
+        eta_warmup_steps: steps during which ``eta``'s learning rate is 0.
     """
 
-    def __init__(self, model: NoetherRazorModel, guide, config: TrainConfig, total_steps: int):
+    def __init__(self, model: NoetherRazorModel, guide, config: TrainConfig, total_steps: int,
+                 eta_warmup_steps: int = 0):
         self.model, self.guide, self.config = model, guide, config
-        self.optimizer = make_optimizer(model, config, total_steps)
+        self.optimizer = make_optimizer(model, config, total_steps, eta_warmup_steps)
         self.recorder = ObservationRecorder()
         self.svi = SVI(self.recorder(model), guide, self.optimizer, loss=make_elbo(config))
         self.closed_form_prior = isinstance(model.hamiltonian_net.prior, ClosedFormVariancePrior)
@@ -144,8 +166,7 @@ class TrainingStep:
             raise FloatingPointError(
                 f"the loss became {loss}; lower the learning rates or the integrator step"
             )
-        if self.config.cosine_annealing:
-            self.optimizer.step()  # advance every parameter's cosine schedule
+        self.optimizer.step()  # advance every parameter's learning-rate schedule
         nll, mse = self._fit_statistics()
         if self.closed_form_prior:
             self.model.hamiltonian_net.prior.update(
@@ -231,7 +252,8 @@ def train(
     torch.set_flush_denormal(True)
     pyro.set_rng_seed(config.seed)
     batch_rng = torch.Generator().manual_seed(config.seed)
-    step = TrainingStep(model, guide, config, config.epochs * steps_per_epoch)
+    step = TrainingStep(model, guide, config, config.epochs * steps_per_epoch,
+                        config.eta_warmup_epochs * steps_per_epoch)
     start_epoch, history, ckpt = 0, [], None
     if resume:
         ckpt = _resume_from(checkpoint, config, step, model, guide, batch_rng, states.device)
@@ -303,9 +325,8 @@ def _postfix(record: dict) -> dict[str, str]:
 
 
 def _current_lr(optimizer, config: TrainConfig) -> float:
-    """The theta learning rate now (cosine schedule), for the history."""
-    if not config.cosine_annealing:
-        return config.lr
-    for obj in optimizer.optim_objs.values():
-        return float(obj.get_last_lr()[0]) / obj.base_lrs[0] * config.lr
+    """The theta learning rate now (on its schedule), for the history."""
+    for scheduler in optimizer.optim_objs.values():
+        if scheduler.optimizer.group == "theta":
+            return float(scheduler.get_last_lr()[0]) / scheduler.base_lrs[0] * config.lr
     return config.lr
