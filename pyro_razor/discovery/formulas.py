@@ -55,6 +55,7 @@ from pyro_razor.symmetry import check_phase_dim, phase_labels
 
 __all__ = [
     "format_quantities",
+    "monomial_scales",
     "format_quantity",
     "monomials",
     "quantity_coefficients",
@@ -220,15 +221,16 @@ def quantity_from_coefficients(
 # ---------------------------------------------------------------------------- simplest basis
 
 
-def _rref(R: torch.Tensor, tol: float) -> torch.Tensor:
-    """Gauss-Jordan with partial pivoting on ``(K, n)`` float64 rows; the ``r`` nonzero rows.
+def _rref(R: torch.Tensor, tol: float) -> tuple[torch.Tensor, list[int]]:
+    """Gauss-Jordan with partial pivoting on ``(K, n)`` float64 rows; the ``r`` nonzero rows
+    and their pivot columns.
 
     A column gets a pivot when its largest remaining entry exceeds ``tol`` (rows are
     pre-scaled to max-abs 1, so ``tol`` is relative).
     """
     R = R.clone()
     K, n = R.shape
-    row = 0
+    row, pivots = 0, []
     for col in range(n):
         if row == K:
             break
@@ -242,12 +244,22 @@ def _rref(R: torch.Tensor, tol: float) -> torch.Tensor:
         R = R - factors[:, None] * R[row][None, :]
         R[:, col] = 0.0
         R[row, col] = 1.0
+        pivots.append(col)
         row += 1
-    return R[:row]
+    return R[:row], pivots
+
+
+def monomial_scales(scale: torch.Tensor) -> torch.Tensor:
+    """Typical sizes of the monomials for coordinates of typical sizes ``scale (M,)``:
+    ``s_i s_j`` for ``x_i x_j`` and ``s_i`` for ``x_i``, in :func:`monomials` order."""
+    s = torch.as_tensor(scale, dtype=_F64).reshape(-1)
+    M = s.shape[0]
+    return torch.tensor([float(s[i] * s[j]) if j >= 0 else float(s[i])
+                         for i, j in _index_pairs(M)], dtype=_F64)
 
 
 def simplest_basis(
-    A: torch.Tensor, b: torch.Tensor, tol: float = 1e-8
+    A: torch.Tensor, b: torch.Tensor, tol: float = 1e-8, scale: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The reduced row-echelon basis of the span of ``K`` quadratic quantities.
 
@@ -263,6 +275,11 @@ def simplest_basis(
         b: ``(K, M)`` vectors.
         tol: relative rank tolerance in ``(0, 1)``; raise it (e.g. to ``1e-3``) for noisy
             learned quantities.
+        scale: ``(M,)`` typical size of each coordinate in the data (e.g. its standard
+            deviation). Coordinates in very different units make raw coefficients
+            incomparable (``x² / 10^6 + 10^6 px²``); with ``scale`` the elimination and the
+            tolerance work on each term's typical contribution ``|c| * size(monomial)``, and
+            every row is then rescaled so its pivot coefficient is 1.
 
     Returns:
         ``(A_r, b_r, r)``: ``(r, M, M)`` and ``(r, M)`` in ``A``'s dtype and device, and the
@@ -272,9 +289,15 @@ def simplest_basis(
     if not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
         raise ValueError(f"simplest_basis: tol must be a number in (0, 1), got {tol!r}")
     coefficients = quantity_coefficients(A.detach().to(_F64), b.detach().to(_F64))
-    scale = coefficients.abs().amax(dim=-1, keepdim=True)
-    rows = coefficients[scale[:, 0] > 0] / scale[scale[:, 0] > 0]
-    reduced = _rref(rows, float(tol))
+    weights = torch.ones(coefficients.shape[-1], dtype=_F64) if scale is None else (
+        monomial_scales(scale).to(coefficients.device))
+    weighted = coefficients * weights
+    size = weighted.abs().amax(dim=-1, keepdim=True)
+    rows = weighted[size[:, 0] > 0] / size[size[:, 0] > 0]
+    reduced, pivots = _rref(rows, float(tol))
+    reduced = reduced / weights
+    if pivots:  # pivot coefficients back to exactly 1
+        reduced = reduced / reduced[torch.arange(len(pivots)), pivots][:, None]
     A_r, b_r = quantity_from_coefficients(reduced, M)
     return A_r.to(A), b_r.to(A), reduced.shape[0]
 
@@ -299,6 +322,7 @@ def format_quantity(
     names: Sequence[str] | None = None,
     precision: int = 2,
     label: str = "C1",
+    scale: torch.Tensor | None = None,
 ) -> str:
     """One quantity as a formula, e.g. ``"C1 = q1² + p1²"`` (rule in the module docstring).
 
@@ -309,6 +333,9 @@ def format_quantity(
         precision: decimals shown (an int in ``[0, 15]``); terms below ``0.5 * 10^-precision``
             times the largest ``|coefficient|`` are dropped.
         label: the left-hand side.
+        scale: ``(M,)`` typical coordinate sizes: terms are then dropped by their typical
+            contribution ``|c| * size(monomial)`` relative to the largest (see
+            :func:`simplest_basis`), not by the raw coefficient.
 
     Returns:
         ``"<label> = <terms>"``.
@@ -329,10 +356,11 @@ def format_quantity(
         raise ValueError(f"format_quantity: precision must be an int in [0, 15], got {precision!r}")
     labels = monomials(_check_names(names, M, "format_quantity"))
     values = c.detach().to(device="cpu", dtype=_F64).tolist()
-    largest = max(abs(v) for v in values)
+    sizes = [1.0] * len(values) if scale is None else monomial_scales(scale).tolist()
+    largest = max(abs(v) * w for v, w in zip(values, sizes, strict=True))
     terms = []
-    for value, monomial in zip(values, labels, strict=True):
-        if value == 0.0 or abs(value) < 0.5 * 10.0**-precision * largest:
+    for value, size, monomial in zip(values, sizes, labels, strict=True):
+        if value == 0.0 or abs(value) * size < 0.5 * 10.0**-precision * largest:
             continue
         number = _format_number(value, precision)
         body = monomial if number == "1" else f"{number} {monomial}"
