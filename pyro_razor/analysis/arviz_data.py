@@ -96,7 +96,7 @@ def _rollout_groups(rollouts, rollout_truth, M: int, coords: dict):
     start from the first ``R`` trajectories, so they keep those trajectories' labels."""
     r = as_float_array(rollouts, "rollouts")
     if r.ndim != 4 or r.shape[-1] != M:
-        raise ValueError(f"rollouts must have shape (S, R, K+1, {M}), got {r.shape}")
+        raise ValueError(f"rollouts must have shape (P, R, h+1, {M}), got {r.shape}")
     pred_coords = {**coords, "step": np.arange(r.shape[2])}
     pred_coords["trajectory"] = np.asarray(pred_coords["trajectory"])[: r.shape[1]]
     truth = None
@@ -139,7 +139,7 @@ def to_inference_data(
         raise ValueError("draws must be a dict with an 'obs' entry (see posterior_predictive)")
     obs = as_float_array(draws["obs"], "draws['obs']")
     if obs.ndim != 4:
-        raise ValueError(f"draws['obs'] must have shape (S, T, n, M), got {obs.shape}")
+        raise ValueError(f"draws['obs'] must have shape (P, T, n, M), got {obs.shape}")
     P, T, n, M = obs.shape
     check_phase_dim(M)
     y = finite_array(as_float_array(observed, "observed"), "observed")

@@ -58,11 +58,11 @@ def coverage(
     For each level ``l``, the interval at a point is ``[Q_{(1-l)/2}, Q_{(1+l)/2}]`` of the draws
     at that point (``numpy.quantile``, linear interpolation), and the coverage is the fraction
     of observed values inside it (ends included). For a calibrated predictive and independent
-    points it is ``l`` up to a binomial error ``sqrt(l (1-l) / N)``, plus ``l (1-l) / S`` in
-    variance from the finite number of draws ``S``.
+    points it is ``l`` up to a binomial error ``sqrt(l (1-l) / N)``, plus ``l (1-l) / P`` in
+    variance from the finite number of draws ``P``.
 
     Args:
-        draws: ``(S, ...)`` predictive draws, ``S >= 2``.
+        draws: ``(P, ...)`` predictive draws, ``P >= 2``.
         observed: ``(...)`` observed values.
         levels: nominal levels in ``(0, 1)``.
 
@@ -73,7 +73,7 @@ def coverage(
     y = finite_array(as_float_array(observed, "observed"), "observed")
     if d.ndim < 1 or d.shape[0] < 2 or d.shape[1:] != y.shape:
         raise ValueError(
-            f"draws must have shape (S >= 2, *observed.shape) = (S, {', '.join(map(str, y.shape))})"
+            f"draws must have shape (P >= 2, *observed.shape) = (P, {', '.join(map(str, y.shape))})"
             f", got {d.shape}"
         )
     if y.size == 0:
@@ -109,17 +109,17 @@ def calibration_curve(
 
 
 def pointwise_log_predictive_density(loglik: np.ndarray) -> np.ndarray:
-    r"""``lpd_i = log (1/S) sum_s p(y_i | theta_s) = logsumexp_s(loglik[s, i]) - log S``.
+    r"""``lpd_i = log (1/P) sum_p p(y_i | theta_p) = logsumexp_p(loglik[p, i]) - log P``.
 
     Args:
-        loglik: ``(S, ...)`` pointwise log-likelihoods of ``S`` posterior draws.
+        loglik: ``(P, ...)`` pointwise log-likelihoods of ``P`` posterior draws.
 
     Returns:
         ``(...)`` Monte-Carlo estimates of ``log p(y_i | data)``.
     """
     ll = as_float_array(loglik, "loglik")
     if ll.ndim < 1 or ll.shape[0] < 1:
-        raise ValueError(f"loglik must have shape (S, ...) with S >= 1, got {ll.shape}")
+        raise ValueError(f"loglik must have shape (P, ...) with P >= 1, got {ll.shape}")
     if np.isnan(ll).any() or np.isposinf(ll).any():
         raise ValueError("loglik contains NaN or +inf values")
     return logsumexp(ll, axis=0) - math.log(ll.shape[0])
@@ -132,7 +132,7 @@ def mean_log_predictive_density(loglik: np.ndarray) -> float:
 
 
 def _log_likelihood_array(idata: az.InferenceData) -> np.ndarray:
-    """``(S, points)`` log-likelihood of ``obs`` with chains and draws stacked."""
+    """``(P, points)`` log-likelihood of ``obs`` with chains and draws stacked."""
     if "log_likelihood" not in idata.groups():
         raise ValueError("the InferenceData has no log_likelihood group")
     ll = idata.log_likelihood["obs"]
@@ -146,7 +146,7 @@ def loo_summary(idata: az.InferenceData) -> dict[str, object]:
     ``az.loo`` estimates ``elpd_loo = sum_i log p(y_i | y_{-i})`` by Pareto-smoothed importance
     sampling of the draws. Its Pareto shape ``k_i`` per point says whether that estimate is
     trustworthy: ``k > 0.7`` never is, and ArviZ's sample-size threshold ``good_k =
-    min(1 - 1/log10 S, 0.7)`` is stricter for few draws. The result is flagged ``reliable`` only
+    min(1 - 1/log10 P, 0.7)`` is stricter for few draws. The result is flagged ``reliable`` only
     if no ``k_i`` exceeds ``good_k``. (With a variational posterior a large ``k`` also signals
     that ``q`` is far from the exact posterior.)
 

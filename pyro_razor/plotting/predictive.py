@@ -77,15 +77,15 @@ def plot_rollout_bands(
     draws are ignored in the quantiles.
 
     Args:
-        rollouts: ``(S, R, K+1, M)`` from :func:`rollout_predictive`.
-        truth: ``(R, K+1, M)`` true trajectories.
-        times: ``(K+1,)`` time of each step (default the step index).
+        rollouts: ``(P, R, h+1, M)`` from :func:`pyro_razor.inference.predictive_rollout`.
+        truth: ``(R, h+1, M)`` true trajectories.
+        times: ``(h+1,)`` time of each step (default the step index).
         labels: ``M`` coordinate names (default ``q1..pd``).
     """
     r = as_float_array(rollouts, "rollouts")
     x = as_float_array(truth, "truth")
     if r.ndim != 4 or x.shape != r.shape[1:]:
-        raise ValueError(f"rollouts (S, R, K+1, M) and truth (R, K+1, M) disagree: "
+        raise ValueError(f"rollouts (P, R, h+1, M) and truth (R, h+1, M) disagree: "
                          f"{r.shape} vs {x.shape}")
     check_levels([interval])
     S, R, P, M = r.shape
