@@ -3,15 +3,17 @@
 ::
 
     pyro-razor run CONFIG [--out DIR] [--device cpu|cuda] [--seed N] [--epochs N] [--resume]
-                          [--overwrite] [--no-progress] [--no-figures]
+                          [--warm-start] [--overwrite] [--no-progress] [--no-figures]
     pyro-razor analyse RUN_DIR [--device D]
     pyro-razor table RUN_DIR...
     pyro-razor ppc RUN_DIR [--variant V] [--samples N] [--horizon T] [--device D]
     pyro-razor bench [CONFIG...] [--steps N] [--warmup N] [--device D] [--reference]
                      [--case NAME]...
 
-User errors (missing or invalid files, bad configs, an absent CUDA device, a missing
-checkpoint) print one line ``pyro-razor: error: ...`` to stderr and exit with status 2.
+User errors (missing, invalid or damaged files, bad configs and output paths, an absent CUDA
+device, a missing checkpoint, a config too large for the memory, a diverged training) print one
+line ``pyro-razor: error: ...`` to stderr and exit with status 2; ``run`` prints its memory
+estimate as its first line.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int, metavar="N", help="override train.epochs")
     run.add_argument("--resume", action="store_true",
                      help="continue unfinished variants from their checkpoints; skip finished")
+    run.add_argument("--warm-start", action="store_true",
+                     help="with --resume: continue from the last checkpoints' parameters, RNG "
+                     "state and history under CONFIG's changed [train] settings (learning "
+                     "rates, epochs, schedule) with a fresh optimiser, e.g. after a divergence; "
+                     "data and model must match")
     run.add_argument("--overwrite", action="store_true",
                      help="replace an existing run in the output directory")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -116,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
+    """``pyro-razor run``: train, evaluate and analyse (``--warm-start`` with ``--resume``:
+    continue from the checkpoints under changed training settings)."""
     from pyro_razor.runs import (
+        RunError,
         format_table,
         load_experiment,
         resolve_config,
@@ -124,6 +134,8 @@ def _cmd_run(args) -> int:
         run_experiment,
     )
 
+    if args.warm_start and not args.resume:
+        raise RunError("--warm-start continues a run: pass it together with --resume")
     config = load_experiment(args.config)
     # Check the overrides and the device before any work.
     resolved = resolve_config(config, device=args.device, seed=args.seed, epochs=args.epochs)
@@ -131,7 +143,8 @@ def _cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / config.name
     run_experiment(
         resolved, out, resume=args.resume, progress=not args.no_progress,
-        overwrite=args.overwrite, figures=not args.no_figures,
+        overwrite=args.overwrite, figures=not args.no_figures, warm_start=args.warm_start,
+        report=lambda line: print(line, flush=True),
     )
     print(format_table([out]), end="")
     print(f"results in {out}")

@@ -66,6 +66,20 @@ def _sq_frobenius(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).sum((-2, -1))
 
 
+def _cholesky_problem(factor: torch.Tensor) -> str | None:
+    """What keeps a ``(..., k, k)`` tensor from being a Cholesky factor (lower-triangular,
+    finite, positive diagonal), in words, or ``None``."""
+    if not bool(torch.isfinite(factor).all()):
+        return f"{int((~torch.isfinite(factor)).sum())} NaN/inf entries"
+    upper = factor.triu(1).abs()
+    if bool((upper > 0).any()):
+        return f"nonzero entries above the diagonal (largest |entry| {float(upper.max()):.3g})"
+    diagonal = factor.diagonal(dim1=-2, dim2=-1)
+    if bool((diagonal <= 0).any()):
+        return f"a diagonal entry {float(diagonal.min()):.3g} <= 0"
+    return None
+
+
 class MatrixNormal(pyro_dist.TorchDistribution):
     r"""Matrix-normal distribution ``MN(M, S, A)`` over ``n x p`` matrices (paper eq. 16).
 
@@ -91,7 +105,9 @@ class MatrixNormal(pyro_dist.TorchDistribution):
 
     Raises:
         TypeError: if an argument is not a tensor or the dtypes/devices differ.
-        ValueError: if the shapes are inconsistent (the message names them).
+        ValueError: if the shapes are inconsistent, or (when validating) ``loc`` is not finite
+            or a factor is not lower-triangular with a positive diagonal; the message names
+            the argument, what it must be and what it is.
     """
 
     arg_constraints = {
@@ -132,6 +148,9 @@ class MatrixNormal(pyro_dist.TorchDistribution):
             loc.shape, scale_tril_row.shape, scale_tril_col.shape
         )
         n, p = event_shape
+        validate = type(self)._validate_args if validate_args is None else validate_args
+        if validate:
+            self._check_values(loc, scale_tril_row, scale_tril_col)
         self.loc = loc.expand(batch_shape + event_shape)
         self.scale_tril_row = scale_tril_row.expand(batch_shape + (n, n))
         self.scale_tril_col = scale_tril_col.expand(batch_shape + (p, p))
@@ -139,7 +158,28 @@ class MatrixNormal(pyro_dist.TorchDistribution):
         # distinct factor rather than once per (e.g. particle-)batch element.
         self._unbroadcasted_scale_tril_row = scale_tril_row
         self._unbroadcasted_scale_tril_col = scale_tril_col
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+        super().__init__(batch_shape, event_shape, validate_args=False)  # checked above
+        self._validate_args = bool(validate)
+
+    @staticmethod
+    def _check_values(loc: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> None:
+        """The constraints of the arguments, with messages naming the argument, what it must
+        be and what it is (``ValueError``)."""
+        if not bool(torch.isfinite(loc).all()):
+            bad = int((~torch.isfinite(loc)).sum())
+            raise ValueError(
+                f"MatrixNormal: loc must be finite, got {bad} NaN/inf entries of "
+                f"{loc.numel()} (shape {tuple(loc.shape)})"
+            )
+        for name, factor in (("scale_tril_row", row), ("scale_tril_col", col)):
+            problem = _cholesky_problem(factor)
+            if problem is not None:
+                k = factor.shape[-1]
+                raise ValueError(
+                    f"MatrixNormal: {name} must be a lower-triangular ({k}, {k}) Cholesky factor "
+                    f"with a positive diagonal (constraint LowerCholesky), got {problem} "
+                    f"(shape {tuple(factor.shape)})"
+                )
 
     @staticmethod
     def _check_shapes(
@@ -275,10 +315,15 @@ class MatrixNormal(pyro_dist.TorchDistribution):
 
         Args:
             value: ``(..., n, p)`` matrices, broadcastable with ``batch_shape``.
+
+        Raises:
+            ValueError: ``value`` is not ``(..., n, p)`` (e.g. transposed) or its leading
+                dims do not broadcast; the message gives the expected and the actual shape.
         """
+        n, p = self.event_shape
+        self._check_value_shape(value)
         if self._validate_args:
             self._validate_sample(value)
-        n, p = self.event_shape
         diff = value - self.loc
         # Y = L_S^{-1} (X - M)                         (..., n, p)
         y = torch.linalg.solve_triangular(self._unbroadcasted_scale_tril_row, diff, upper=False)
@@ -286,6 +331,30 @@ class MatrixNormal(pyro_dist.TorchDistribution):
         z_t = torch.linalg.solve_triangular(self._unbroadcasted_scale_tril_col, y.mT, upper=False)
         maha = _sq_frobenius(z_t)
         return -0.5 * (n * p * math.log(2 * math.pi) + maha) - self._half_log_det()
+
+    def _check_value_shape(self, value: torch.Tensor) -> None:
+        """``ValueError`` naming the expected and actual shape unless ``value`` is
+        ``(..., n, p)`` with leading dims that broadcast against ``batch_shape``."""
+        n, p = self.event_shape
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"MatrixNormal.log_prob: value must be a torch.Tensor, got {type(value).__name__}"
+            )
+        shape = tuple(value.shape)
+        if len(shape) < 2 or shape[-2:] != (n, p):
+            hint = " (transposed? a value is (n, p) = (outputs, inputs + 1))" if (
+                shape[-2:] == (p, n)) else ""
+            raise ValueError(
+                f"MatrixNormal.log_prob: value must have shape (..., n, p) = (..., {n}, {p}), "
+                f"got {shape}{hint}"
+            )
+        try:
+            torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"MatrixNormal.log_prob: the leading dims {shape[:-2]} of value (shape {shape}) "
+                f"do not broadcast against the batch shape {tuple(self.batch_shape)}"
+            ) from None
 
     def entropy(self) -> torch.Tensor:
         r"""Differential entropy ``0.5 [np (1 + log 2π) + p log|S| + n log|A|]``.

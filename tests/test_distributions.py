@@ -439,3 +439,31 @@ def test_validation_errors():
     q = MatrixNormal(loc, ls, la, validate_args=True)
     with pytest.raises(ValueError):
         q.log_prob(torch.zeros(2, 3, dtype=DT))
+
+
+def test_validation_messages_name_the_argument_and_what_is_wrong():
+    gen = torch.Generator().manual_seed(29)
+    loc = torch.zeros(3, 2, dtype=DT)
+    ls, la = _chol(gen=gen, k=3), _chol(gen=gen, k=2)
+    upper = ls.mT.clone()
+    with pytest.raises(ValueError) as info:
+        MatrixNormal(loc, upper, la, validate_args=True)
+    message = str(info.value)
+    assert message.startswith("MatrixNormal: scale_tril_row must be a lower-triangular (3, 3)")
+    assert "got nonzero entries above the diagonal" in message and "(shape (3, 3))" in message
+    assert "\n" not in message and "tensor(" not in message  # one line, no tensor dump
+    zero = la.clone()
+    zero[1, 1] = 0.0
+    with pytest.raises(ValueError, match=r"scale_tril_col .* got a diagonal entry 0 <= 0"):
+        MatrixNormal(loc, ls, zero, validate_args=True)
+    MatrixNormal(loc, upper, la, validate_args=False)  # unchecked when validation is off
+    for validate in (True, False):
+        q = MatrixNormal(loc, ls, la, validate_args=validate)
+        with pytest.raises(ValueError) as info:
+            q.log_prob(torch.zeros(4, 2, 3, dtype=DT))
+        assert str(info.value) == (
+            "MatrixNormal.log_prob: value must have shape (..., n, p) = (..., 3, 2), got "
+            "(4, 2, 3) (transposed? a value is (n, p) = (outputs, inputs + 1))"
+        )
+        with pytest.raises(ValueError, match=r"leading dims \(5,\) .* batch shape \(4,\)"):
+            MatrixNormal(loc.expand(4, 3, 2), ls, la).log_prob(torch.zeros(5, 3, 2, dtype=DT))

@@ -19,10 +19,26 @@ import torch
 
 from pyro_razor.atomic import atomic_path
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "restore_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "load_checkpoint",
+    "restore_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = 2
 """Version of the checkpoint layout (2: the output noise lives in the likelihood module)."""
+
+
+CHECKPOINT_KEYS = ("epoch", "history", "config", "param_store", "optimizer", "rng", "batch_rng",
+                   "buffers")
+"""The entries every checkpoint holds."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable (truncated, not a torch file) or not
+    of this layout. The message is one line naming the file and what is wrong."""
 
 
 def module_buffers(*modules) -> dict[str, torch.Tensor]:
@@ -34,11 +50,18 @@ def module_buffers(*modules) -> dict[str, torch.Tensor]:
     }
 
 
-def save_checkpoint(path, *, model, guide, optimizer, epoch, history, config, batch_rng) -> None:
-    """Write a resumable checkpoint atomically (temporary file + ``os.replace``)."""
+def save_checkpoint(
+    path, *, model, guide, optimizer, epoch, history, config, batch_rng, schedule_start=0
+) -> None:
+    """Write a resumable checkpoint atomically (temporary file + ``os.replace``).
+
+    ``schedule_start``: the epoch at which the optimiser's learning-rate schedules started
+    (0, or the epoch of a warm start).
+    """
     state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
+        "schedule_start": schedule_start,
         "history": history,
         "config": asdict(config),
         "param_store": pyro.get_param_store().get_state(),
@@ -51,17 +74,43 @@ def save_checkpoint(path, *, model, guide, optimizer, epoch, history, config, ba
         torch.save(state, tmp)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
 def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`, with clear errors."""
+    """Read a checkpoint written by :func:`save_checkpoint` and check its layout.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is unreadable (truncated, random bytes, not written by
+            :func:`torch.save`) or is not a pyro-razor checkpoint of :data:`CHECKPOINT_FORMAT`
+            with every entry of :data:`CHECKPOINT_KEYS`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        raise ValueError(f"checkpoint {path} is unreadable ({exc}); delete it to restart") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({_first_line(exc)}): truncated or not written by "
+            "pyro-razor"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a pyro-razor checkpoint (format {CHECKPOINT_FORMAT})")
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"{path} is not a pyro-razor checkpoint of format {CHECKPOINT_FORMAT} (found "
+            f"{found!r})"
+        )
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    params = ckpt.get("param_store")
+    if not missing and not (isinstance(params, dict) and {"params", "constraints"} <= set(params)):
+        missing = ["param_store.params", "param_store.constraints"]
+    if missing or not isinstance(ckpt["epoch"], int) or ckpt["epoch"] < 0:
+        what = f"lacks {', '.join(missing)}" if missing else f"has epoch {ckpt['epoch']!r}"
+        raise CheckpointError(f"checkpoint {path} is damaged: it {what}")
     return ckpt
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from pyro_razor.models.razor import MAX_PLATE_NESTING, NoetherRazorModel
 __all__ = [
     "StepRecord",
     "TrainResult",
+    "TrainingDiverged",
     "TrainingStep",
     "make_elbo",
     "make_optimizer",
@@ -70,6 +72,55 @@ class StepRecord:
     loss: float
     nll: float
     mse: float
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training diverged: the loss, a parameter or a prediction became non-finite.
+
+    :func:`train` raises it before writing any checkpoint of the diverged state, so the file
+    keeps the last good one.
+
+    Attributes:
+        epoch: the (1-based) epoch in which it happened.
+        reason: what became non-finite, one line.
+        checkpoint_epoch: the epoch of the last good checkpoint (kept), or ``None`` if none was
+            written (or loaded on resume) yet.
+    """
+
+    def __init__(self, epoch: int, reason: str, checkpoint_epoch: int | None) -> None:
+        self.epoch, self.reason, self.checkpoint_epoch = epoch, reason, checkpoint_epoch
+        super().__init__(f"epoch {epoch}: {reason}")
+
+
+_TORCH_INVALID = re.compile(r"Expected parameter (\w+) .*?of distribution (\w+)")
+
+
+def _divergence_reason(exc: ValueError) -> str | None:
+    """What became non-finite, if ``exc`` (raised inside an SVI step) comes from an invalid
+    parameter, a distribution handed invalid values or the integrator a non-finite state;
+    ``None`` for other errors."""
+    invalid = _invalid_parameter()
+    if invalid is not None:
+        return f"parameter {invalid!r} became non-finite or left its constraint"
+    text = str(exc)
+    found = _TORCH_INVALID.search(text)
+    if found and "invalid values" in text:
+        return f"the {found.group(1)} of a {found.group(2)} distribution became invalid"
+    if "NaN or inf" in text or "must be finite" in text:
+        return f"a value became non-finite ({text.splitlines()[0][:160]})"
+    return None
+
+
+def _invalid_parameter() -> str | None:
+    """The first param-store entry that is non-finite or outside its constraint, or ``None``."""
+    store = pyro.get_param_store()
+    constraints = store.get_state()["constraints"]
+    with torch.no_grad():
+        for name, value in store.items():
+            constraint = constraints[name]
+            if not bool(torch.isfinite(value).all()) or not bool(constraint.check(value).all()):
+                return name
+    return None
 
 
 def make_elbo(config: TrainConfig):
@@ -142,7 +193,10 @@ class TrainingStep:
 
     ``step(states, next_states, subsample)`` runs ``svi.step``, advances the cosine schedule,
     sets the closed-form prior variances (appendix D.3) and updates the output noise (D.2)
-    from the step's residuals, and returns a :class:`StepRecord`.
+    from the step's residuals, and returns a :class:`StepRecord`. It raises
+    ``FloatingPointError`` (one line: what became non-finite) when the step diverges: the
+    loss is not finite, a parameter is non-finite or outside its constraint afterwards, or a
+    distribution or the integrator was handed non-finite values during the step.
 
     Args:
         model, guide: the Pyro model and any guide for it.
@@ -161,10 +215,19 @@ class TrainingStep:
 
     def __call__(self, states, next_states, subsample=None) -> StepRecord:
         self.recorder.sites.clear()
-        loss = self.svi.step(states, next_states, subsample=subsample)
+        try:
+            loss = self.svi.step(states, next_states, subsample=subsample)
+        except ValueError as exc:
+            reason = _divergence_reason(exc)
+            if reason is None:
+                raise
+            raise FloatingPointError(reason) from None
         if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss}")
+        invalid = _invalid_parameter()
+        if invalid is not None:
             raise FloatingPointError(
-                f"the loss became {loss}; lower the learning rates or the integrator step"
+                f"parameter {invalid!r} became non-finite or left its constraint"
             )
         self.optimizer.step()  # advance every parameter's learning-rate schedule
         nll, mse = self._fit_statistics()
@@ -196,10 +259,13 @@ def _check_training_data(model, states, next_states) -> None:
             raise ValueError(f"{name} contains NaN or inf values; clean the data first")
 
 
-def _resume_from(checkpoint, config, step, model, guide, batch_rng, device) -> dict:
+def _resume_from(checkpoint, config, step, model, guide, batch_rng, device, warm_start) -> dict:
     if checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
     ckpt = load_checkpoint(checkpoint)
+    if warm_start:  # parameters, buffers and RNG streams only: a fresh optimiser and schedule
+        restore_checkpoint(ckpt, model, guide, device=device, batch_rng=batch_rng)
+        return ckpt
     if ckpt["config"] != asdict(config):
         diff = sorted(k for k in asdict(config) if ckpt["config"].get(k) != asdict(config)[k])
         raise ValueError(
@@ -221,6 +287,7 @@ def train(
     *,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    warm_start: bool = False,
     progress: bool = True,
     description: str = "",
     callback: Callable[[int, dict], None] | None = None,
@@ -233,13 +300,22 @@ def train(
         states, next_states: ``(T, n, M)`` training transitions.
         config: optimisation settings.
         checkpoint: path of the checkpoint file (written every ``checkpoint_every`` epochs and
-            at the end); with ``resume=True`` training continues from it.
+            at the end); with ``resume=True`` training continues from it (its training config
+            must equal ``config``; the run is then bit-identical to an uninterrupted one).
+        warm_start: with ``resume=True``: continue from the checkpoint's parameters, buffers,
+            RNG states and history under ``config``'s (changed) settings, with a fresh
+            optimiser whose schedules restart at ``config``'s learning rates and run over the
+            remaining epochs (the ``eta`` warm-up over what is left of it).
         progress: show a progress bar with ``-ELBO/N``, ``NLL/N``, ``KL/N`` and train MSE.
         callback: called as ``callback(epoch, record)`` after every epoch (after its checkpoint).
 
     Returns:
         :class:`TrainResult` with one history record per epoch (``epoch``,
         ``neg_elbo_per_n``, ``nll_per_n``, ``kl_per_n``, ``train_mse``, ``lr``, ``seconds``).
+
+    Raises:
+        TrainingDiverged: the loss or a parameter became non-finite; the checkpoint file
+            keeps the last good state (its epoch is ``checkpoint_epoch``).
     """
     _check_training_data(model, states, next_states)
     T, n, _ = states.shape
@@ -256,8 +332,21 @@ def train(
                         config.eta_warmup_epochs * steps_per_epoch)
     start_epoch, history, ckpt = 0, [], None
     if resume:
-        ckpt = _resume_from(checkpoint, config, step, model, guide, batch_rng, states.device)
+        ckpt = _resume_from(checkpoint, config, step, model, guide, batch_rng, states.device,
+                            warm_start)
         start_epoch, history = ckpt["epoch"], list(ckpt["history"])
+        # A warm start restarts the schedules over the remaining epochs; a later resume of it
+        # rebuilds the same schedules from the checkpoint's ``schedule_start``.
+        schedule_start = start_epoch if warm_start else ckpt.get("schedule_start", 0)
+        if schedule_start:
+            remaining = max(config.epochs - schedule_start, 1) * steps_per_epoch
+            warmup = max(config.eta_warmup_epochs - schedule_start, 0) * steps_per_epoch
+            step = TrainingStep(model, guide, config, remaining, warmup)
+            if not warm_start:
+                step.optimizer.set_state(ckpt["optimizer"])
+    else:
+        schedule_start = 0
+    saved_epoch = None if ckpt is None else start_epoch
     # Build the guide's parameters before (re)storing RNG state, so a resumed run's random
     # stream matches the uninterrupted run's.
     with poutine.block():
@@ -277,7 +366,7 @@ def train(
             try:
                 records.append(step(states, next_states, subsample=None if B == T else idx))
             except FloatingPointError as exc:
-                raise FloatingPointError(f"epoch {epoch + 1}: {exc}") from None
+                raise TrainingDiverged(epoch + 1, str(exc), saved_epoch) from None
         record = _epoch_record(epoch, records, N, time.perf_counter() - epoch_start)
         record["lr"] = _current_lr(step.optimizer, config)
         for l, value in enumerate(posterior_log_std(guide, model.weight_sites) or []):
@@ -288,7 +377,9 @@ def train(
         due = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
         if checkpoint is not None and (last or due):
             save_checkpoint(checkpoint, model=model, guide=guide, optimizer=step.optimizer,
-                            epoch=epoch + 1, history=history, config=config, batch_rng=batch_rng)
+                            epoch=epoch + 1, history=history, config=config, batch_rng=batch_rng,
+                            schedule_start=schedule_start)
+            saved_epoch = epoch + 1
         if callback is not None:
             callback(epoch + 1, record)
     bar.close()

@@ -9,7 +9,11 @@ the peak memory:
 
 - CUDA: ``torch.cuda.max_memory_allocated`` over the timed steps;
 - CPU: the process' peak resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) after the
-  case, and by how much this case raised it (0 when an earlier case had a higher peak).
+  case, and by how much this case raised it (0 when an earlier case had a higher peak);
+
+beside the estimate of :func:`pyro_razor.inference.memory.estimate_memory` (the column
+``est. MiB``). Cases whose estimate exceeds the memory available are refused before any case
+runs.
 
 Built-in reference cases reproduce the four configurations of the paper's tables whose speed
 was measured for the reference JAX code on 2-core CPUs (float32, jit). The
@@ -44,7 +48,7 @@ from pyro_razor.runs.config import (
 from pyro_razor.runs.data import RunData
 from pyro_razor.runs.device import resolve_device
 from pyro_razor.runs.errors import RunError
-from pyro_razor.runs.variants import fresh_variant
+from pyro_razor.runs.variants import check_memory, estimate_variant_memory, fresh_variant
 from pyro_razor.systems import make_dataset
 
 __all__ = [
@@ -88,6 +92,8 @@ class BenchResult:
         memory_increase_mb: CPU: how much this case raised the process' peak RSS (``None``
             on CUDA).
         reference_s: the reference implementation's seconds per step, if known.
+        estimate_mb: the memory estimate of training the case
+            (:func:`~pyro_razor.runs.variants.estimate_variant_memory`).
     """
 
     name: str
@@ -99,6 +105,7 @@ class BenchResult:
     peak_memory_mb: float
     memory_increase_mb: float | None
     reference_s: float | None
+    estimate_mb: float | None = None
 
 
 def _reference_config(name, data, model, train, variants) -> ExperimentConfig:
@@ -224,6 +231,7 @@ def bench_case(
         peak_memory_mb=peak,
         memory_increase_mb=increase,
         reference_s=case.reference_s,
+        estimate_mb=estimate_variant_memory(config, case.variant).total / 2**20,
     )
 
 
@@ -241,7 +249,8 @@ def run_benchmark(
     (only those named in ``cases``, if given). ``checkpoint_steps`` turns on activation
     checkpointing of the integrator sub-steps in every case (memory / sub-steps).
 
-    The device (``device`` or each config's own) and the case names are checked before any work.
+    The device (``device`` or each config's own), the case names and every case's memory
+    estimate (:func:`~pyro_razor.runs.variants.check_memory`) are checked before any work.
     """
     if device is not None:
         resolve_device(device)
@@ -265,6 +274,13 @@ def run_benchmark(
                       c.variant, c.reference_s)
             for c in todo
         ]
+    for case in todo:  # refuse impossible cases before timing any
+        config = case.config if device is None else replace_path(case.config, "device", device)
+        try:
+            check_memory(config, resolve_device(config.device), [case.variant])
+        except RunError as exc:
+            raise RunError(f"bench case {case.name!r} ({case.variant}): {exc}; or leave it out "
+                           "(--case NAME picks built-in cases)") from exc
     results = []
     for case in todo:
         if progress:
@@ -277,15 +293,17 @@ def format_bench(results: Sequence[BenchResult]) -> str:
     """The results as a markdown table (reference seconds per step beside ours)."""
     lines = [
         "| case | variant | device | s/step (median) | s/step (min) | steps | peak mem MiB "
-        "| +peak MiB | reference s/step | reference / ours |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| +peak MiB | est. MiB | reference s/step | reference / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ref = "" if r.reference_s is None else f"{r.reference_s:g}"
         ratio = "" if r.reference_s is None else f"{r.reference_s / r.seconds_per_step:.2f}"
         inc = "" if r.memory_increase_mb is None else f"{r.memory_increase_mb:.0f}"
+        est = "" if r.estimate_mb is None else f"{r.estimate_mb:.3g}"
         lines.append(
             f"| {r.name} | {r.variant} | {r.device} | {r.seconds_per_step:.4g} | "
-            f"{r.min_seconds:.4g} | {r.steps} | {r.peak_memory_mb:.0f} | {inc} | {ref} | {ratio} |"
+            f"{r.min_seconds:.4g} | {r.steps} | {r.peak_memory_mb:.0f} | {inc} | {est} | {ref} | "
+            f"{ratio} |"
         )
     return "\n".join(lines) + "\n"

@@ -36,7 +36,7 @@ from pyro_razor.analysis.arviz_data import as_float_array
 from pyro_razor.checks import check_int
 from pyro_razor.inference import posterior_predictive, predictive_rollout
 from pyro_razor.runs.rundir import RUN_HINT, RunDir
-from pyro_razor.runs.variants import load_variant
+from pyro_razor.runs.variants import load_run_config, load_variant
 from pyro_razor.symmetry import phase_labels
 from pyro_razor.systems import simulate, transitions
 
@@ -63,6 +63,16 @@ def _variants_of(run: RunDir, variant: str | None) -> list[str]:
         )
     n = len(VARIANT_ORDER)
     return sorted(found, key=lambda v: (VARIANT_ORDER.index(v) if v in VARIANT_ORDER else n, v))
+
+
+def _check_run_files(run: RunDir, variants: list[str]) -> None:
+    """Read the run's summary (once written), its config and the variants' checkpoints up
+    front, so that a damaged file stops the check before anything is written."""
+    if run.summary_path.is_file():
+        run.read_summary()
+    load_run_config(run)
+    for name in variants:
+        run.read_checkpoint(name)
 
 
 def _coverage_json(cov: Mapping[float, float]) -> dict[str, float]:
@@ -213,10 +223,15 @@ def run_ppc(
         ``{"variants": {name: ppc.json contents}, "comparison": ...}``.
 
     Raises:
-        FileNotFoundError: no run directory or no checkpoint (run ``pyro-razor run CONFIG``).
+        FileNotFoundError: no run directory, config or checkpoint (run ``pyro-razor run
+            CONFIG``).
+        RunError: a damaged ``summary.json`` or checkpoint (checked before anything is
+            written).
+        ConfigError: a damaged ``config.toml``.
     """
     run = RunDir(run_dir)
     variants = _variants_of(run, variant)
+    _check_run_files(run, variants)
     check_int(samples, "samples", 2)
     check_int(rollout_trajectories, "rollout_trajectories")
     if horizon is not None:

@@ -25,9 +25,11 @@ Extra test sets (n-body ``"moved"``/``"wider"``) appear as ``test_mse_moved``, .
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from pyro_razor import __version__, inference
 from pyro_razor.configio import ConfigError, replace_path, to_dict
+from pyro_razor.inference.training import TrainingDiverged
 from pyro_razor.runs.config import VARIANTS, ExperimentConfig, load_experiment
 from pyro_razor.runs.data import RunData
 from pyro_razor.runs.device import resolve_device
@@ -35,7 +37,7 @@ from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.figures import make_figures
 from pyro_razor.runs.results import VariantArtefacts, analyse_variant, evaluate_variant
 from pyro_razor.runs.rundir import RunDir
-from pyro_razor.runs.variants import fresh_variant
+from pyro_razor.runs.variants import check_memory, fresh_variant
 from pyro_razor.systems import make_dataset
 
 __all__ = ["resolve_config", "run_experiment"]
@@ -70,7 +72,29 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _check_out_dir(run: RunDir, config: ExperimentConfig, resume: bool, overwrite: bool) -> None:
+def _check_out_path(run: RunDir) -> None:
+    """Refuse an output path that is a file, lies under a file or cannot be written."""
+    root = run.root
+    if root.exists() and not root.is_dir():
+        raise RunError(
+            f"output directory {root} is an existing file, not a directory; choose another --out"
+        )
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise RunError(
+            f"output directory {root} lies under {existing}, which is a file, not a directory; "
+            "choose another --out"
+        )
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(
+            f"output directory {root} cannot be created or written: no write permission for "
+            f"{existing}; choose another --out"
+        )
+
+
+def _check_out_dir(
+    run: RunDir, config: ExperimentConfig, resume: bool, overwrite: bool, warm_start: bool
+) -> None:
     if not run.holds_run(VARIANTS):
         return
     if not resume:
@@ -88,12 +112,61 @@ def _check_out_dir(run: RunDir, config: ExperimentConfig, resume: bool, overwrit
         old, new = to_dict(previous), to_dict(config)
         old.pop("device", None)
         new.pop("device", None)
-        if old != new:
+        differ = _differences(old, new)
+        training = [key for key in differ if key.startswith("train.")]
+        if warm_start and len(training) < len(differ):
             raise RunError(
-                f"cannot resume {run.root}: its config differs in "
-                f"{', '.join(sorted(_differences(old, new)))}; resume with the same settings, or "
-                "start a new run with another --out"
+                f"cannot warm-start {run.root}: its config differs in "
+                f"{', '.join(k for k in differ if k not in training)}; --warm-start allows "
+                "changed [train] settings only (the data, model, guide and evaluation must "
+                "match), or start a new run with another --out"
             )
+        if differ and not warm_start:
+            hint = ("; to continue with the changed training settings add --warm-start"
+                    if len(training) == len(differ) else "")
+            raise RunError(
+                f"cannot resume {run.root}: its config differs in {', '.join(differ)}; resume "
+                f"with the same settings, or start a new run with another --out{hint}"
+            )
+
+
+def _check_resumable(run: RunDir, config: ExperimentConfig) -> None:
+    """Read every checkpoint and metrics file a resume will use, before anything is written."""
+    for variant in config.variants:
+        if run.checkpoint(variant).is_file():
+            run.read_checkpoint(variant)
+        run.read_metrics(variant)
+
+
+def _check_before_work(run: RunDir, config, dev, resume, overwrite, warm_start) -> str:
+    """Every check of :func:`run_experiment` that needs no work: output path, saved config,
+    the files a resume reads, memory. Returns the memory estimate as one line."""
+    _check_out_path(run)
+    _check_out_dir(run, config, resume, overwrite, warm_start)
+    if resume:
+        _check_resumable(run, config)
+    return check_memory(config, dev)
+
+
+def _diverged(exc: TrainingDiverged, config: ExperimentConfig, variant: str, run: RunDir) -> str:
+    """The one-line message of a diverged variant: where, why, what is kept, what to do."""
+    tc, mc = config.train, config.model
+    if exc.checkpoint_epoch is None:
+        every = ("" if tc.checkpoint_every else
+                 " (train.checkpoint_every = 0 writes one only at the end; set it to keep one "
+                 "every few epochs)")
+        kept = f"no checkpoint was written yet{every}, so the variant restarts from scratch"
+    else:
+        kept = (f"the last good checkpoint (epoch {exc.checkpoint_epoch}) is kept in "
+                f"{run.checkpoint(variant)}")
+    return (
+        f"variant {variant!r} diverged in epoch {exc.epoch}: {exc.reason}; likely causes: "
+        f"learning rates too high (train.lr = {tc.lr:g}, lr_eta = {tc.lr_eta:g}, lr_hyper = "
+        f"{tc.lr_hyper:g}), too coarse an integrator step (model.integrator_steps = "
+        f"{mc.integrator_steps} per dt = {config.data.dt:g}) or badly scaled data; {kept}: "
+        f"change the [train] settings in the config and continue with `pyro-razor run CONFIG "
+        f"--out {run.root} --resume --warm-start`"
+    )
 
 
 def run_experiment(
@@ -106,8 +179,14 @@ def run_experiment(
     progress: bool = True,
     overwrite: bool = False,
     figures: bool = True,
+    warm_start: bool = False,
+    report: Callable[[str], None] | None = None,
 ) -> dict:
     """Train, evaluate and analyse every variant of ``config``; write ``out_dir``.
+
+    Every check runs before anything is written or built: the device, the output path, the
+    saved config and (on resume) every checkpoint and metrics file, and the memory estimate
+    (:func:`pyro_razor.inference.memory.estimate_memory`) against the memory available.
 
     Args:
         config: the experiment.
@@ -120,19 +199,35 @@ def run_experiment(
         overwrite: replace an existing run in ``out_dir`` (otherwise that is an error).
         figures: draw the figures (``False`` saves a few seconds; ``pyro-razor analyse``
             draws them later).
+        warm_start: with ``resume``: the ``[train]`` settings may differ from the saved
+            config (learning rates, epochs, schedule, ...); every variant whose checkpoint has
+            fewer than ``train.epochs`` epochs continues from its parameters, RNG states and
+            history with a fresh optimiser (:func:`pyro_razor.inference.train`), e.g. after a
+            divergence with lower learning rates. Data, model, guide and evaluation must match.
+        report: called once with a one-line memory estimate before any work (e.g. ``print``).
 
     Returns:
         The summary dict (also written to ``summary.json``).
 
     Raises:
-        RunError: device not available, ``out_dir`` holds another run, or resume mismatch.
+        RunError: device not available, bad output path, ``out_dir`` holds another run,
+            resume mismatch, a damaged run file, not enough memory, or a variant diverged
+            (the message says where, what is kept and how to continue).
         ConfigError: an override is invalid.
     """
     config = resolve_config(config, device=device, seed=seed, epochs=epochs)
+    if warm_start and not resume:
+        raise RunError("--warm-start continues a run: pass it together with --resume")
     dev = resolve_device(config.device)
     run = RunDir(out_dir)
-    _check_out_dir(run, config, resume, overwrite)
-    run.root.mkdir(parents=True, exist_ok=True)
+    memory_line = _check_before_work(run, config, dev, resume, overwrite, warm_start)
+    if report is not None:
+        report(memory_line)
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create output directory {run.root}: {exc.strerror}; choose "
+                       "another --out") from exc
     run.write_config(config)
 
     raw = make_dataset(config.data.spec())
@@ -149,7 +244,8 @@ def run_experiment(
     }
     artefacts: dict[str, VariantArtefacts] = {}
     for variant in config.variants:
-        metrics, art = _run_variant(config, variant, system, data, dev, run, resume, progress)
+        metrics, art = _run_variant(config, variant, system, data, dev, run,
+                                    (resume, warm_start), progress)
         summary["variants"][variant] = metrics
         artefacts[variant] = art
         run.write_summary(summary)
@@ -158,11 +254,12 @@ def run_experiment(
     return summary
 
 
-def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resume, progress):
+def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resuming, progress):
+    resume, warm_start = resuming
     run.variant(variant).mkdir(parents=True, exist_ok=True)
     ckpt_path = run.checkpoint(variant)
     model, guide = fresh_variant(config, variant, system, dev, data.states, data.next_states)
-    ckpt = inference.load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    ckpt = run.read_checkpoint(variant) if resume and ckpt_path.is_file() else None
     finished = ckpt is not None and ckpt["epoch"] >= config.train.epochs
     if finished:
         inference.restore_checkpoint(ckpt, model, guide, device=data.states.device,
@@ -172,9 +269,11 @@ def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resum
         try:
             result = inference.train(
                 model, guide, data.states, data.next_states, config.train,
-                checkpoint=ckpt_path, resume=ckpt is not None, progress=progress,
-                description=f"{config.name}/{variant}",
+                checkpoint=ckpt_path, resume=ckpt is not None, warm_start=warm_start,
+                progress=progress, description=f"{config.name}/{variant}",
             )
+        except TrainingDiverged as exc:
+            raise RunError(_diverged(exc, config, variant, run)) from exc
         except ValueError as exc:
             if "cannot resume" in str(exc):
                 raise RunError(str(exc)) from exc

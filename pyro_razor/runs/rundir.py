@@ -17,7 +17,9 @@
         ppc.json, ppc.nc, ppc_train.nc   posterior predictive checks
 
 JSON and text are written atomically; reading a missing file raises ``FileNotFoundError`` with
-the command that creates it.
+the command that creates it, reading a damaged one (truncated, random bytes, valid JSON of the
+wrong shape, an unreadable checkpoint) raises :class:`~pyro_razor.runs.errors.RunError` with
+one line naming the file, what is wrong and how to recreate it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import torch
 
 from pyro_razor.atomic import atomic_path, write_json, write_text
 from pyro_razor.configio import dump_toml
+from pyro_razor.inference.checkpoints import CheckpointError, load_checkpoint
+from pyro_razor.runs.errors import RunError
 
 __all__ = ["HISTORY_COLUMNS", "RunDir", "read_history"]
 
@@ -116,29 +120,71 @@ class RunDir:
                       if (p.parent / "ppc_train.nc").is_file())
 
     # ------------------------------------------------------------------ reads and writes
+    def rerun_hint(self) -> str:
+        """How to recreate a run file: resume the run from its own config."""
+        return f"`pyro-razor run {self.config_path} --out {self.root} --resume`"
+
     def write_config(self, config) -> None:
         write_text(self.config_path, dump_toml(config))
 
     def read_summary(self) -> dict:
+        """``summary.json``: an object whose ``"variants"`` maps names to objects.
+
+        Raises:
+            FileNotFoundError: it is missing.
+            RunError: it is damaged.
+        """
         if not self.summary_path.is_file():
             raise FileNotFoundError(
                 f"no summary.json in {self.root}: not a finished pyro-razor run (run "
                 "`pyro-razor run CONFIG --out DIR` first, or --resume an interrupted one)"
             )
-        return _read_json(self.summary_path)
+        hint = f"rewrite it with {self.rerun_hint()} (finished variants are not retrained)"
+        summary = _read_json(self.summary_path, hint)
+        variants = summary.get("variants")
+        if not isinstance(variants, dict):
+            raise RunError(
+                f"{self.summary_path} is damaged: 'variants' must be an object of per-variant "
+                f"results, got {_kind(variants)}; {hint}"
+            )
+        for name, entry in variants.items():
+            if not isinstance(entry, dict):
+                raise RunError(
+                    f"{self.summary_path} is damaged: variants.{name} must be an object, got "
+                    f"{_kind(entry)}; {hint}"
+                )
+        return summary
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)
 
     def read_json(self, variant: str, name: str) -> dict:
-        return _read_json(self.file(variant, name))
+        """A variant's JSON file (an object); ``RunError`` if damaged."""
+        hint = f"delete it and run {self.rerun_hint()} to recompute it"
+        return _read_json(self.file(variant, name), hint)
 
     def write_json(self, variant: str, name: str, obj) -> None:
         write_json(self.file(variant, name), obj)
 
     def read_metrics(self, variant: str) -> dict:
+        """``<variant>/metrics.json`` (``{}`` if absent); ``RunError`` if damaged."""
         path = self.file(variant, "metrics.json")
-        return _read_json(path) if path.is_file() else {}
+        return self.read_json(variant, "metrics.json") if path.is_file() else {}
+
+    def read_checkpoint(self, variant: str) -> dict:
+        """``<variant>/checkpoint.pt`` (:func:`~pyro_razor.inference.load_checkpoint`).
+
+        Raises:
+            FileNotFoundError: it is missing.
+            RunError: it is unreadable or not a pyro-razor checkpoint.
+        """
+        try:
+            return load_checkpoint(self.checkpoint(variant))
+        except CheckpointError as exc:
+            raise RunError(
+                f"{exc}; delete it to retrain variant {variant!r} from scratch with "
+                f"{self.rerun_hint()}, or restore it from a backup"
+            ) from exc
 
     def write_history(self, variant: str, history: Sequence[dict]) -> None:
         keys = list(HISTORY_COLUMNS)
@@ -151,20 +197,64 @@ class RunDir:
                 writer.writerows(history)
 
     def read_history(self, variant: str) -> list[dict[str, float]]:
+        """``<variant>/history.csv`` (``[]`` if absent); ``RunError`` if damaged."""
         path = self.file(variant, "history.csv")
-        return read_history(path) if path.is_file() else []
+        if not path.is_file():
+            return []
+        try:
+            return read_history(path)
+        except (ValueError, TypeError, csv.Error) as exc:
+            raise RunError(
+                f"{path} is damaged ({type(exc).__name__}: {exc}); delete it and run "
+                f"{self.rerun_hint()} to rewrite it from the checkpoint"
+            ) from exc
 
     def write_generators(self, variant: str, generators: torch.Tensor) -> None:
         torch.save(generators.detach().cpu(), self.file(variant, "generators.pt"))
 
     def read_ppc_comparison(self) -> dict | None:
+        """``ppc_comparison.json`` (``None`` if absent); ``RunError`` if damaged."""
         path = self.ppc_comparison_path
-        return _read_json(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        hint = f"delete it or recompute it with `pyro-razor ppc {self.root}`"
+        comparison = _read_json(path, hint)
+        for section in ("test", "loo"):
+            entries = comparison.get(section, {})
+            if not isinstance(entries, dict) or not all(
+                isinstance(e, dict) for e in entries.values()
+            ):
+                raise RunError(
+                    f"{path} is damaged: '{section}' must map variants to objects; {hint}"
+                )
+        for name, entry in comparison.get("test", {}).items():
+            if not isinstance(entry.get("mlpd"), (int, float)):
+                raise RunError(f"{path} is damaged: test.{name}.mlpd is not a number; {hint}")
+        return comparison
 
     def write_ppc_comparison(self, comparison: dict) -> None:
         write_json(self.ppc_comparison_path, comparison)
 
 
-def _read_json(path: Path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def _kind(value) -> str:
+    """How a JSON value reads in an error message: ``"a list"``, ``"null"``, ..."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _read_json(path: Path, hint: str) -> dict:
+    """A JSON object from ``path``; ``RunError`` (with ``hint``) if it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise RunError(
+            f"{path} is damaged: not valid JSON ({exc.msg}: line {exc.lineno} column "
+            f"{exc.colno}); {hint}"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{path} is damaged: not UTF-8 text ({exc.reason}); {hint}") from exc
+    if not isinstance(obj, dict):
+        raise RunError(f"{path} is damaged: expected a JSON object, got {_kind(obj)}; {hint}")
+    return obj

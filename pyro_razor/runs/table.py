@@ -50,7 +50,9 @@ def _ppc_columns(run: RunDir, variants: list[str]) -> dict[str, tuple[str, str]]
 
 def _table(run: RunDir) -> str:
     summary = run.read_summary()
-    variants = summary.get("variants", {})
+    variants = summary["variants"]
+    for variant in variants:  # a damaged metrics.json means the run is not what it says
+        run.read_metrics(variant)
     extras = sorted({k[len("test_mse_"):] for m in variants.values() for k in m
                      if k.startswith("test_mse_")})
     columns = [("Train MSE", "train_mse"), ("NLL/N", "nll_per_n"), ("KL/N", "kl_per_n"),
@@ -81,6 +83,8 @@ def format_table(run_dirs: Sequence[str | os.PathLike]) -> str:
 
     Raises:
         FileNotFoundError: a directory has no ``summary.json``.
+        RunError: its ``summary.json``, a listed variant's ``metrics.json`` or its
+            ``ppc_comparison.json`` is damaged (the message names the file).
     """
     blocks = []
     for run_dir in run_dirs:

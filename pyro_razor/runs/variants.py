@@ -9,12 +9,19 @@ rebuilds a trained variant from a run directory for prediction and analysis.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import pyro
 import pyro.poutine as poutine
 import torch
 
-from pyro_razor.inference import load_checkpoint, restore_checkpoint
+from pyro_razor.inference import restore_checkpoint
+from pyro_razor.inference.memory import (
+    MemoryEstimate,
+    available_memory,
+    estimate_memory,
+    format_memory,
+)
 from pyro_razor.models import NoetherRazorModel
 from pyro_razor.runs.config import ExperimentConfig, load_experiment
 from pyro_razor.runs.data import RunData
@@ -24,7 +31,15 @@ from pyro_razor.runs.registry import GUIDES, MEASURES, NOISES, PRIORS, VARIANTS
 from pyro_razor.runs.rundir import RunDir
 from pyro_razor.systems import HamiltonianSystem, TrajectoryData, make_dataset
 
-__all__ = ["build_guide", "build_model", "fresh_variant", "load_run_config", "load_variant"]
+__all__ = [
+    "build_guide",
+    "build_model",
+    "check_memory",
+    "estimate_variant_memory",
+    "fresh_variant",
+    "load_run_config",
+    "load_variant",
+]
 
 
 def build_model(
@@ -74,6 +89,93 @@ def fresh_variant(config, variant, system, device, states, next_states):
     return model, guide
 
 
+def _num_quantities(config: ExperimentConfig, variant: str, system: HamiltonianSystem) -> int:
+    """``K`` of a variant: 0 (vanilla), ``model.num_quantities`` or the oracle's generators."""
+    if variant == "vanilla":
+        return 0
+    if variant == "learned":
+        return config.model.num_quantities
+    if variant == "oracle":
+        return system.oracle_generators().shape[0]
+    return system.generators().shape[0]
+
+
+def estimate_variant_memory(config: ExperimentConfig, variant: str) -> MemoryEstimate:
+    """The memory of training ``variant`` of ``config``
+    (:func:`pyro_razor.inference.memory.estimate_memory`), from the config alone: no data,
+    model or guide is built."""
+    system = config.data.spec().make_system()
+    dc, mc, tc = config.data, config.model, config.train
+    vectorised = tc.vectorize_particles and tc.num_particles > 1
+    splits = [(dc.n_train, dc.train_points)]
+    splits += [(dc.n_test, dc.test_points)] * (1 + len(dc.extra_test_sets))
+    return estimate_memory(
+        phase_dim=system.phase_dim,
+        hidden=mc.hidden,
+        num_quantities=_num_quantities(config, variant, system),
+        tau_samples=mc.tau_samples,
+        particles=tc.num_particles if vectorised else 1,
+        batch_points=tc.batch_trajectories(dc.n_train) * (dc.train_points - 1),
+        integrator=mc.integrator,
+        integrator_steps=mc.integrator_steps,
+        checkpoint_steps=mc.checkpoint_steps,
+        splits=splits,
+        guide=config.guide.kind,
+        guide_rank=config.guide.rank,
+        dtype_bytes=torch.tensor([], dtype=config.torch_dtype).element_size(),
+        device_type=torch.device(config.device).type,
+    )
+
+
+def check_memory(
+    config: ExperimentConfig, device: torch.device | str, variants: Sequence[str] | None = None
+) -> str:
+    """Refuse a config whose training cannot fit the memory available on ``device``
+    (:func:`~pyro_razor.inference.memory.available_memory`): the largest estimate of its
+    ``variants`` (default all), trained one after another, must fit.
+
+    Returns:
+        The estimate as one line, e.g. ``"name: memory estimate 1.2 GiB (...); 60 GiB
+        available"``.
+
+    Raises:
+        RunError: it does not fit; the message names the settings to lower.
+    """
+    estimate = max((estimate_variant_memory(config, v) for v in variants or config.variants),
+                   key=lambda e: e.total)
+    available = available_memory(device)
+    if available is not None and estimate.total > available:
+        raise RunError(
+            f"experiment {config.name!r} does not fit in memory: "
+            f"{format_memory(estimate, available)} on {device}; "
+            f"{_memory_hint(config, estimate, available)}"
+        )
+    return f"{config.name}: {format_memory(estimate, available)}"
+
+
+def _memory_hint(config: ExperimentConfig, estimate: MemoryEstimate, available: int) -> str:
+    """What to change: for the largest part of the estimate and every part that alone exceeds
+    the ``available`` bytes."""
+    dc, mc = config.data, config.model
+    parts = estimate.parts()
+    parts["parameters"] += parts.pop("optimizer")
+    hints = {
+        "parameters": f"use a smaller network (model.hidden = {list(mc.hidden)})",
+        "data": (f"use fewer or shorter trajectories (data.n_train = {dc.n_train}, "
+                 f"train_points = {dc.train_points}, n_test = {dc.n_test}, test_points = "
+                 f"{dc.test_points})"),
+        "activations": (f"lower model.tau_samples ({mc.tau_samples}), train.num_particles "
+                        f"({config.train.num_particles}), train.batch_size or "
+                        f"model.integrator_steps ({mc.integrator_steps}), or the widths "
+                        f"model.hidden = {list(mc.hidden)}"
+                        + ("" if mc.checkpoint_steps else
+                           ", or set model.checkpoint_steps = true")),
+    }
+    largest = max(parts, key=parts.get)
+    return "; ".join(hint for part, hint in hints.items()
+                     if part == largest or parts[part] > available)
+
+
 def load_run_config(run: RunDir) -> ExperimentConfig:
     """The resolved config of a run directory."""
     if not run.config_path.is_file():
@@ -105,7 +207,7 @@ def load_variant(
 
     Raises:
         FileNotFoundError: no ``config.toml`` or no checkpoint for ``variant``.
-        RunError: ``variant`` is not part of the run.
+        RunError: ``variant`` is not part of the run, or its checkpoint is unreadable.
     """
     run = RunDir(run_dir)
     config = load_run_config(run)
@@ -120,11 +222,11 @@ def load_variant(
             f"no checkpoint for variant {variant!r} in {run.root} ({ckpt_path} is missing); "
             "train it first with `pyro-razor run` (or --resume an interrupted run)"
         )
+    ckpt = run.read_checkpoint(variant)
     dev = usable_device(config.device, device)
     raw = make_dataset(config.data.spec())
     system = raw.spec.make_system()
     data = RunData.make(raw, dev, config.torch_dtype)
     model, guide = fresh_variant(config, variant, system, dev, data.states, data.next_states)
-    restore_checkpoint(load_checkpoint(ckpt_path), model, guide, device=dev,
-                       refresh_with=(data.states[:1],))
+    restore_checkpoint(ckpt, model, guide, device=dev, refresh_with=(data.states[:1],))
     return config, raw, model, guide
