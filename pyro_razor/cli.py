@@ -9,6 +9,8 @@
     pyro-razor ppc RUN_DIR [--variant V] [--samples N] [--horizon T] [--device D]
     pyro-razor bench [CONFIG...] [--steps N] [--warmup N] [--device D] [--reference]
                      [--case NAME]...
+    pyro-razor discover DATA [--dt DT] [--quantities K] [--names X,Y,..] [--out DIR]
+                        [--epochs N] [--seed N] [--test-fraction F] [--device D]
 
 User errors (missing, invalid or damaged files, bad configs and output paths, an absent CUDA
 device, a missing checkpoint, a config too large for the memory, a diverged training) print one
@@ -119,12 +121,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--checkpoint-steps", action="store_true",
                        help="recompute integrator sub-steps in the backward pass: memory / "
                        "sub-steps, ~30%% more compute (lets paper-scale cases run on a CPU)")
+    _add_discover(sub)
     return parser
+
+
+def _add_discover(sub) -> None:
+    discover = sub.add_parser(
+        "discover", help="find the conserved quantities of your own trajectories",
+        description="Train a vanilla and a learned-symmetry HNN on DATA (a .npz/.npy/.csv/.nc "
+        "trajectory file, or a system as 'package.module:function') with settings chosen from "
+        "the data, and report the quadratic conserved quantities the evidence supports, their "
+        "Lie algebra, or that none is supported (discovery.json, discovery.txt, a figure).",
+    )
+    discover.add_argument("data", metavar="DATA", help="trajectory file or module:function")
+    discover.add_argument("--dt", type=float, metavar="DT",
+                          help="time between states (if the file has none)")
+    discover.add_argument("--quantities", type=_positive_int, metavar="K",
+                          help="learnable quantities (default M + 2)")
+    discover.add_argument("--names", metavar="X,Y,...",
+                          help="phase coordinate names, positions first, comma-separated")
+    discover.add_argument("--out", metavar="DIR", help="output directory (default: runs/...)")
+    discover.add_argument("--epochs", type=_positive_int, metavar="N", help="training epochs")
+    discover.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
+    discover.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+                          help="share of trajectories held out when the file has no test set")
+    discover.add_argument("--device", metavar="DEVICE", default="cpu")
+    discover.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier discovery in the output directory")
+    discover.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _cmd_run(args) -> int:
     """``pyro-razor run``: train, evaluate and analyse (``--warm-start`` with ``--resume``:
-    continue from the checkpoints under changed training settings)."""
+    continue from the checkpoints under changed training settings). Under ``torchrun`` each
+    process joins the process group and trains a share of every minibatch; rank 0 alone
+    prints and writes."""
+    from pyro_razor.inference import distributed
     from pyro_razor.runs import (
         RunError,
         format_table,
@@ -140,14 +172,20 @@ def _cmd_run(args) -> int:
     # Check the overrides and the device before any work.
     resolved = resolve_config(config, device=args.device, seed=args.seed, epochs=args.epochs)
     resolve_device(resolved.device)
+    device = distributed.init_from_env(resolved.device)  # a no-op without torchrun
+    main_rank = distributed.is_main_process()
+    if distributed.is_distributed():
+        resolved = resolve_config(resolved, device=device)
+        distributed.check_world_size(resolved.data.shapes()["train"][0], resolved.train)
     out = Path(args.out) if args.out else Path("runs") / config.name
     run_experiment(
         resolved, out, resume=args.resume, progress=not args.no_progress,
         overwrite=args.overwrite, figures=not args.no_figures, warm_start=args.warm_start,
-        report=lambda line: print(line, flush=True),
+        report=(lambda line: print(line, flush=True)) if main_rank else None,
     )
-    print(format_table([out]), end="")
-    print(f"results in {out}")
+    if main_rank:
+        print(format_table([out]), end="")
+        print(f"results in {out}")
     return 0
 
 
@@ -195,12 +233,27 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_discover(args) -> int:
+    from pyro_razor.runs import resolve_device
+    from pyro_razor.runs.discover import run_discovery
+
+    resolve_device(args.device)
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    run_discovery(
+        args.data, args.out, progress=not args.no_progress, overwrite=args.overwrite,
+        report=print, dt=args.dt, names=names, quantities=args.quantities, epochs=args.epochs,
+        seed=args.seed, device=args.device, test_fraction=args.test_fraction,
+    )
+    return 0
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "analyse": _cmd_analyse,
     "table": _cmd_table,
     "ppc": _cmd_ppc,
     "bench": _cmd_bench,
+    "discover": _cmd_discover,
 }
 
 
@@ -217,16 +270,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from pyro_razor.configio import ConfigError
+    from pyro_razor.inference import distributed
     from pyro_razor.runs import RunError
 
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, RunError, FileNotFoundError, IsADirectoryError) as exc:
-        print(f"pyro-razor: error: {_one_line(exc)}", file=sys.stderr)
+    except (ConfigError, RunError, FileNotFoundError, IsADirectoryError,
+            distributed.DistributedError) as exc:
+        # Under torchrun rank 0 reports an error every rank raised together; another rank
+        # reports only its own, prefixed with its rank.
+        rank = distributed.launched_rank()
+        if rank == 0:
+            print(f"pyro-razor: error: {_one_line(exc)}", file=sys.stderr)
+        elif not distributed.raised_on_every_rank(exc):
+            print(f"pyro-razor: error: rank {rank}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pyro-razor: interrupted (a run continues with --resume)", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

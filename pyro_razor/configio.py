@@ -31,7 +31,7 @@ import math
 import os
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -323,8 +323,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     return _build(cls, kwargs, where)
 
 
-def load_config(path: str | os.PathLike[str], cls: type[T]) -> T:
-    """Read the TOML file ``path`` and build ``cls`` from it with :func:`from_dict`.
+def load_config(
+    path: str | os.PathLike[str], cls: type[T], prepare: Callable[[dict], dict] | None = None
+) -> T:
+    """Read the TOML file ``path`` and build ``cls`` from it with :func:`from_dict`
+    (``prepare``, if given, may rewrite the parsed table first, e.g. resolve relative paths).
 
     Raises:
         ConfigError: the file is missing, is not valid UTF-8 TOML (the message carries the
@@ -347,6 +350,8 @@ def load_config(path: str | os.PathLike[str], cls: type[T]) -> T:
         raise ConfigError(f"invalid TOML in {p}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"invalid TOML in {p}: not UTF-8 text ({exc})") from exc
+    if prepare is not None:
+        data = prepare(data)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

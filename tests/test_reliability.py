@@ -278,18 +278,16 @@ def test_a_resumed_warm_start_is_bit_identical(tmp_path, capsys):
     from pyro_razor.inference import train
     from pyro_razor.runs import fresh_variant, load_experiment
     from pyro_razor.runs.data import RunData
-    from pyro_razor.systems import make_dataset
 
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "--warm-start" in capsys.readouterr().out
     config = load_experiment(write_config(tmp_path / "c.toml", variants=["learned"]))
-    raw = make_dataset(config.data.spec())
-    data = RunData.make(raw, torch.device("cpu"), config.torch_dtype)
+    data = RunData.load(config.data, torch.device("cpu"), config.torch_dtype)
     changed = replace(config.train, lr=0.02, epochs=4)
 
     def history(path: Path, interrupt: bool) -> list[dict]:
-        model, guide = fresh_variant(config, "learned", raw.spec.make_system(), "cpu",
+        model, guide = fresh_variant(config, "learned", data.system, "cpu",
                                      data.states, data.next_states)
         args = (model, guide, data.states, data.next_states)
         train(*args, config.train, checkpoint=path, progress=False)
@@ -319,7 +317,6 @@ MEASURE = textwrap.dedent('''
     from pyro_razor.runs import fresh_variant, load_experiment
     from pyro_razor.runs.data import RunData
     from pyro_razor.runs.variants import estimate_variant_memory
-    from pyro_razor.systems import make_dataset
 
     def status(key):
         for line in open("/proc/self/status"):
@@ -330,9 +327,8 @@ MEASURE = textwrap.dedent('''
     for path in sys.argv[1:]:
         config = load_experiment(path)
         variant = config.variants[0]
-        raw = make_dataset(config.data.spec())
-        data = RunData.make(raw, torch.device("cpu"), config.torch_dtype)
-        model, guide = fresh_variant(config, variant, raw.spec.make_system(), "cpu",
+        data = RunData.load(config.data, torch.device("cpu"), config.torch_dtype)
+        model, guide = fresh_variant(config, variant, data.system, "cpu",
                                      data.states, data.next_states)
         step = TrainingStep(model, guide, config.train, total_steps=10)
         torch.set_flush_denormal(True)

@@ -1,6 +1,7 @@
 """Run one experiment config under a list of overrides and append one JSON line per setting.
 
-    python experiments/sweeps/sweep.py CONFIG OUT.jsonl --set train.epochs=600 model.num_quantities=8 \
+    python experiments/sweeps/sweep.py CONFIG OUT.jsonl \
+        --set train.epochs=600 model.num_quantities=8 \
         [--set ...] [--seeds 0 1 2] [--variants vanilla learned]
 
 Each ``--set`` group is one setting (dotted config keys, values parsed as TOML); every setting runs
@@ -16,8 +17,9 @@ import argparse
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from pyro_razor.configio import replace_path
 from pyro_razor.runs import load_experiment, run_experiment

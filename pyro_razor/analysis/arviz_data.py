@@ -164,7 +164,7 @@ def to_inference_data(
     if generators is not None:
         constant["generators"] = _generators(generators, M)
         dims["generators"] = ["quantity", "row", "col"]
-        labels = phase_labels(M) + ["1"]
+        labels = [str(n) for n in dict(coords or {}).get("phase", phase_labels(M))] + ["1"]
         default_coords.update(quantity=np.arange(constant["generators"].shape[0]), row=labels,
                               col=labels)
     all_coords = {**default_coords, **dict(coords or {})}

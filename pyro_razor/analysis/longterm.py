@@ -22,6 +22,7 @@ from pyro_razor.inference.rollouts import (
 )
 from pyro_razor.models import NoetherRazorModel, SymmetrisedHamiltonian
 from pyro_razor.systems import HamiltonianSystem, simulate
+from pyro_razor.systems.units import PhaseSpaceScaling, identity_scaling
 
 __all__ = ["long_horizon_rollout", "longterm_record"]
 
@@ -30,20 +31,28 @@ __all__ = ["long_horizon_rollout", "longterm_record"]
 def long_horizon_rollout(
     model: NoetherRazorModel,
     H: SymmetrisedHamiltonian,
-    system: HamiltonianSystem,
+    system: HamiltonianSystem | None,
     x0: torch.Tensor,
     n_points: int,
     dt: float,
+    *,
+    truth: torch.Tensor | None = None,
+    scaling: PhaseSpaceScaling | None = None,
 ) -> dict:
     """Roll ``x0`` out far past the training horizon with the learned ``H_hat`` and exactly.
 
     Args:
         model: supplies the number of sub-steps per ``dt``.
         H: the Hamiltonian to integrate (see :func:`pyro_razor.inference.posterior_hamiltonian`).
-        system: the true system.
-        x0: ``(R, M)`` initial conditions.
+        system: the true system (exact solution and conserved quantities), or ``None`` with
+            ``truth`` given (e.g. observed test trajectories: then only the error is measured).
+        x0: ``(R, M)`` initial conditions, in the model's units.
         n_points: states per rollout including ``x0``.
         dt: time between states.
+        truth: ``(R, n, M)`` reference trajectories in the model's units (default: the exact
+            solution of ``system``).
+        scaling: the model's units to the system's (default identity); errors are measured
+            in the model's units, the drift of the true quantities in the system's.
 
     Returns:
         dict with ``times (n,)``, ``prediction``/``truth`` ``(R, n, M)`` float64 CPU tensors,
@@ -54,20 +63,25 @@ def long_horizon_rollout(
         exact solution) and ``learned_energy_drift (n,)`` (``H_hat`` along its own rollout).
     """
     P, (R, M) = H.num_weight_samples, x0.shape
+    scaling = identity_scaling(M) if scaling is None else scaling
     samples = hamiltonian_rollout(H, x0, n_points, dt, model.integrator_steps)  # (P, R, n, M)
     learned_energy = per_draw_energy(H, samples.reshape(P, -1, M)).reshape(P * R, n_points)
     samples = samples.detach().to(device="cpu", dtype=torch.float64)
     pred = samples.mean(0)  # the posterior predictive mean trajectory
-    truth = simulate(system, x0.detach().cpu().double(), n_points, dt)
+    if truth is None:
+        start = scaling.to_original(x0.detach().cpu().double())
+        truth = scaling.to_scaled(simulate(system, start, n_points, dt))
+    truth = truth.detach().cpu().double()
     finite = torch.isfinite(pred).all(dim=(0, 2))
     finite_points = int(finite.long().cumprod(0).sum())
     mse = ((pred - truth) ** 2).mean(dim=(0, 2))
     mse[finite_points:] = float("nan")
-    quantities = {"H": system.H, **{c.name: c for c in system.conserved_quantities}}
+    quantities = {} if system is None else {
+        "H": system.H, **{c.name: c for c in system.conserved_quantities}}
     nan = torch.full((n_points,), float("nan"), dtype=torch.float64)
     drift = {name: nan.clone() for name in quantities}
-    if finite_points > 0:  # drift along each draw's rollout, averaged over draws and starts
-        along = samples.reshape(P * R, n_points, M)[:, :finite_points]
+    if finite_points > 0 and quantities:  # along each draw's rollout, averaged over draws
+        along = scaling.to_original(samples.reshape(P * R, n_points, M)[:, :finite_points])
         for name, values in conservation_drift(along, quantities).items():
             drift[name][:finite_points] = values
     learned_energy = learned_energy.detach().cpu().double()
@@ -78,7 +92,8 @@ def long_horizon_rollout(
         "mse": mse,
         "finite_points": finite_points,
         "drift": drift,
-        "truth_drift": conservation_drift(truth, quantities),
+        "truth_drift": conservation_drift(scaling.to_original(truth), quantities)
+        if quantities else {},
         "learned_energy_drift": (learned_energy - learned_energy[:, :1]).abs().mean(0),
     }
 

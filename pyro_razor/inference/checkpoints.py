@@ -1,4 +1,4 @@
-"""Resumable checkpoints of a training run: one save, one load, one restore.
+"""Resumable checkpoints of a training run: one save, one load, one restore, one resume.
 
 A checkpoint holds the Pyro param store, the optimiser and scheduler state, every RNG state,
 the minibatch-order generator, the model's and guide's buffers (e.g. closed-form prior
@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "load_checkpoint",
     "restore_checkpoint",
+    "resume_checkpoint",
     "save_checkpoint",
 ]
 
@@ -148,3 +149,31 @@ def restore_checkpoint(
         with poutine.block(), torch.no_grad():
             guide_trace = poutine.trace(guide).get_trace(*refresh_with)
             poutine.replay(model, trace=guide_trace)(*refresh_with)
+
+
+def resume_checkpoint(checkpoint, config, model, guide, optimizer, batch_rng, device,
+                      warm_start: bool = False) -> dict:
+    """Load ``checkpoint`` to continue training under ``config`` (a ``TrainConfig``): restore
+    the param store, buffers, RNG of the minibatch order and (unless ``warm_start``) the
+    optimiser; return the checkpoint.
+
+    Raises:
+        ValueError: no checkpoint path, or (without ``warm_start``) a different training
+            config.
+    """
+    if checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+    ckpt = load_checkpoint(checkpoint)
+    if warm_start:  # parameters, buffers and RNG streams only: a fresh optimiser and schedule
+        restore_checkpoint(ckpt, model, guide, device=device, batch_rng=batch_rng)
+        return ckpt
+    if ckpt["config"] != asdict(config):
+        diff = sorted(k for k in asdict(config) if ckpt["config"].get(k) != asdict(config)[k])
+        raise ValueError(
+            f"cannot resume from {checkpoint}: its training config differs in {diff}; "
+            "resume with the same settings or start a new run"
+        )
+    restore_checkpoint(
+        ckpt, model, guide, device=device, optimizer=optimizer, batch_rng=batch_rng
+    )
+    return ckpt

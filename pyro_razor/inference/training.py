@@ -28,7 +28,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
-from pyro_razor.inference.checkpoints import load_checkpoint, restore_checkpoint, save_checkpoint
+from pyro_razor.inference.checkpoints import resume_checkpoint, save_checkpoint
 from pyro_razor.inference.config import TrainConfig
 from pyro_razor.inference.diagnostics import (
     capped_scale_layers,
@@ -259,25 +259,6 @@ def _check_training_data(model, states, next_states) -> None:
             raise ValueError(f"{name} contains NaN or inf values; clean the data first")
 
 
-def _resume_from(checkpoint, config, step, model, guide, batch_rng, device, warm_start) -> dict:
-    if checkpoint is None:
-        raise ValueError("resume=True needs a checkpoint path")
-    ckpt = load_checkpoint(checkpoint)
-    if warm_start:  # parameters, buffers and RNG streams only: a fresh optimiser and schedule
-        restore_checkpoint(ckpt, model, guide, device=device, batch_rng=batch_rng)
-        return ckpt
-    if ckpt["config"] != asdict(config):
-        diff = sorted(k for k in asdict(config) if ckpt["config"].get(k) != asdict(config)[k])
-        raise ValueError(
-            f"cannot resume from {checkpoint}: its training config differs in {diff}; "
-            "resume with the same settings or start a new run"
-        )
-    restore_checkpoint(
-        ckpt, model, guide, device=device, optimizer=step.optimizer, batch_rng=batch_rng
-    )
-    return ckpt
-
-
 def train(
     model: NoetherRazorModel,
     guide,
@@ -313,27 +294,40 @@ def train(
         :class:`TrainResult` with one history record per epoch (``epoch``,
         ``neg_elbo_per_n``, ``nll_per_n``, ``kl_per_n``, ``train_mse``, ``lr``, ``seconds``).
 
+    Under ``torchrun`` (a process group of ``R > 1`` ranks, see
+    :mod:`pyro_razor.inference.distributed`) every rank calls it with the same arguments: each
+    evaluates its share of every minibatch, the gradients are averaged, and rank 0 alone
+    writes the checkpoint; ``R`` may differ from the run that wrote a resumed checkpoint.
+
     Raises:
         TrainingDiverged: the loss or a parameter became non-finite; the checkpoint file
             keeps the last good state (its epoch is ``checkpoint_epoch``).
+        DistributedError: under ``torchrun``: more ranks than the smallest minibatch has
+            trajectories, or a rank failed (the message names it and the kept checkpoint).
     """
+    from pyro_razor.inference import distributed  # lazy: it builds on this module
+
     _check_training_data(model, states, next_states)
     T, n, _ = states.shape
     N = T * n
     B = config.batch_trajectories(T)
     steps_per_epoch = config.steps_per_epoch(T)
+    step_class = TrainingStep
+    if distributed.is_distributed():
+        distributed.check_world_size(T, config)
+        step_class = distributed.DistributedTrainingStep
     # ELU's exp() of very negative pre-activations produces subnormal floats, which slow CPU
     # arithmetic by orders of magnitude late in training; flushing them changes no result
     # beyond 1e-38 (float32) / 1e-308 (float64).
     torch.set_flush_denormal(True)
     pyro.set_rng_seed(config.seed)
     batch_rng = torch.Generator().manual_seed(config.seed)
-    step = TrainingStep(model, guide, config, config.epochs * steps_per_epoch,
-                        config.eta_warmup_epochs * steps_per_epoch)
+    step = step_class(model, guide, config, config.epochs * steps_per_epoch,
+                      config.eta_warmup_epochs * steps_per_epoch)
     start_epoch, history, ckpt = 0, [], None
     if resume:
-        ckpt = _resume_from(checkpoint, config, step, model, guide, batch_rng, states.device,
-                            warm_start)
+        ckpt = resume_checkpoint(checkpoint, config, model, guide, step.optimizer, batch_rng,
+                                 states.device, warm_start)
         start_epoch, history = ckpt["epoch"], list(ckpt["history"])
         # A warm start restarts the schedules over the remaining epochs; a later resume of it
         # rebuilds the same schedules from the checkpoint's ``schedule_start``.
@@ -341,7 +335,7 @@ def train(
         if schedule_start:
             remaining = max(config.epochs - schedule_start, 1) * steps_per_epoch
             warmup = max(config.eta_warmup_epochs - schedule_start, 0) * steps_per_epoch
-            step = TrainingStep(model, guide, config, remaining, warmup)
+            step = step_class(model, guide, config, remaining, warmup)
             if not warm_start:
                 step.optimizer.set_state(ckpt["optimizer"])
     else:
@@ -353,20 +347,23 @@ def train(
         guide(states[:1], next_states[:1])
     if ckpt is not None:
         pyro.util.set_rng_state(ckpt["rng"])
+    distributed.check_same_on_every_rank((start_epoch, tuple(states.shape), asdict(config)),
+                                         "the start epoch, data shape and training config")
 
+    main_rank = distributed.is_main_process()
     t0 = time.perf_counter()
     bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs,
-               desc=description or "train", disable=not progress, dynamic_ncols=True)
+               desc=description or "train", disable=not progress or not main_rank,
+               dynamic_ncols=True)
     for epoch in bar:
         epoch_start = time.perf_counter()
         order = torch.randperm(T, generator=batch_rng).to(states.device)
-        records = []
-        for i in range(steps_per_epoch):
-            idx = order[i * B : (i + 1) * B]
-            try:
-                records.append(step(states, next_states, subsample=None if B == T else idx))
-            except FloatingPointError as exc:
-                raise TrainingDiverged(epoch + 1, str(exc), saved_epoch) from None
+        try:
+            records = [step(states, next_states,
+                            subsample=None if B == T else order[i * B : (i + 1) * B])
+                       for i in range(steps_per_epoch)]
+        except (FloatingPointError, distributed.DistributedError) as exc:
+            raise _stopped(exc, epoch + 1, checkpoint, saved_epoch, description) from None
         record = _epoch_record(epoch, records, N, time.perf_counter() - epoch_start)
         record["lr"] = _current_lr(step.optimizer, config)
         for l, value in enumerate(posterior_log_std(guide, model.weight_sites) or []):
@@ -376,9 +373,10 @@ def train(
         last = epoch + 1 == config.epochs
         due = config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0
         if checkpoint is not None and (last or due):
-            save_checkpoint(checkpoint, model=model, guide=guide, optimizer=step.optimizer,
-                            epoch=epoch + 1, history=history, config=config, batch_rng=batch_rng,
-                            schedule_start=schedule_start)
+            if main_rank:
+                save_checkpoint(checkpoint, model=model, guide=guide, optimizer=step.optimizer,
+                                epoch=epoch + 1, history=history, config=config,
+                                batch_rng=batch_rng, schedule_start=schedule_start)
             saved_epoch = epoch + 1
         if callback is not None:
             callback(epoch + 1, record)
@@ -386,11 +384,28 @@ def train(
     wall = time.perf_counter() - t0
     steps_done = (config.epochs - start_epoch) * steps_per_epoch
     scale_warning = capped_scale_message(capped_scale_layers(history, steps_per_epoch))
-    if scale_warning is not None:
+    if scale_warning is not None and main_rank:
         warnings.warn(f"{description or 'train'}: {scale_warning}", RuntimeWarning, stacklevel=2)
     return TrainResult(history=history, steps=steps_done, wall_time_s=wall,
                        seconds_per_step=wall / steps_done if steps_done else float("nan"),
                        scale_warning=scale_warning)
+
+
+def _stopped(exc: Exception, epoch: int, checkpoint, saved_epoch: int | None,
+             description: str) -> Exception:
+    """What ends training when a step of ``epoch`` fails with ``exc``: a divergence
+    (``FloatingPointError``, under ``torchrun`` raised by every rank together) becomes
+    :class:`TrainingDiverged`, a rank's failure under ``torchrun`` a one-line
+    ``DistributedError`` that also names the kept checkpoint."""
+    from pyro_razor.inference import distributed
+
+    if isinstance(exc, FloatingPointError):
+        diverged = TrainingDiverged(epoch, str(exc), saved_epoch)
+        return distributed.mark_every_rank(diverged) if distributed.is_distributed() else diverged
+    return distributed.DistributedError(
+        distributed.failure_message(exc, description or "train", epoch, checkpoint, saved_epoch),
+        all_ranks=distributed.raised_on_every_rank(exc),
+    )
 
 
 def _epoch_record(epoch: int, records: list[StepRecord], N: int, seconds: float) -> dict:

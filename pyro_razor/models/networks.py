@@ -35,16 +35,38 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Activation:
-    """An elementwise activation ``h = fn(a)`` and its derivative ``derivative(a, h)``.
+    """An elementwise activation ``h = fn(a)``, its derivative ``derivative(a, h)`` and second
+    derivative ``second_derivative(a, h)``.
 
-    The derivative receives the output ``h`` as well, so that it can reuse it (ELU:
+    The derivatives receive the output ``h`` as well, so that they can reuse it (ELU:
     ``alpha e^a = h + alpha`` for ``a <= 0``; tanh: ``1 - h^2``) instead of recomputing
-    exponentials: elementwise work is about half the cost of a symmetrised step.
+    exponentials: elementwise work is about half the cost of a symmetrised step. The second
+    derivative is what the hand-written backward of the input gradient needs
+    (:mod:`pyro_razor.models.fast_gradient`).
     """
 
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
     derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    second_derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    times_derivative: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = (
+        None)
+    times_second_derivative: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] \
+        | None = None
+
+    def scale_by_derivative(self, g: torch.Tensor, a: torch.Tensor, h: torch.Tensor):
+        """``g * derivative(a, h)``, in one fused kernel where the activation has one (ELU:
+        ATen's own ``elu_backward``, an order of magnitude faster on the CPU than a masked
+        ``where`` followed by a product); ``g`` broadcasts against ``a``."""
+        if self.times_derivative is not None:
+            return self.times_derivative(g, a, h)
+        return g * self.derivative(a, h)
+
+    def scale_by_second_derivative(self, g: torch.Tensor, a: torch.Tensor, h: torch.Tensor):
+        """``g * second_derivative(a, h)``, fused where the activation allows it."""
+        if self.times_second_derivative is not None:
+            return self.times_second_derivative(g, a, h)
+        return g * self.second_derivative(a, h)
 
 
 def _elu(alpha: float) -> Activation:
@@ -52,15 +74,27 @@ def _elu(alpha: float) -> Activation:
         f"elu({alpha:g})",
         lambda a: F.elu(a, alpha=alpha),
         lambda a, h: torch.where(a > 0, 1.0, h + alpha),
+        lambda a, h: torch.where(a > 0, 0.0, h + alpha),
+        lambda g, a, h: torch.ops.aten.elu_backward(g, alpha, 1.0, 1.0, True, h),
+        # alpha e^a = h + alpha on a <= 0, 0 on a > 0: elu's slope minus the relu mask
+        lambda g, a, h: torch.ops.aten.elu_backward(g, alpha, 1.0, 1.0, True, h)
+        - torch.ops.aten.threshold_backward(g, h, 0.0),
     )
 
 
 def _tanh() -> Activation:
-    return Activation("tanh", torch.tanh, lambda a, h: 1.0 - h * h)
+    return Activation(
+        "tanh", torch.tanh, lambda a, h: 1.0 - h * h, lambda a, h: -2.0 * h * (1.0 - h * h)
+    )
+
+
+def _softplus_second(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(a)
+    return s * (1.0 - s)
 
 
 def _softplus() -> Activation:
-    return Activation("softplus", F.softplus, lambda a, h: torch.sigmoid(a))
+    return Activation("softplus", F.softplus, lambda a, h: torch.sigmoid(a), _softplus_second)
 
 
 def _silu() -> Activation:
@@ -68,7 +102,11 @@ def _silu() -> Activation:
         s = torch.sigmoid(a)
         return s * (1.0 + a * (1.0 - s))
 
-    return Activation("silu", F.silu, derivative)
+    def second(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(a)
+        return s * (1.0 - s) * (2.0 + a * (1.0 - 2.0 * s))
+
+    return Activation("silu", F.silu, derivative, second)
 
 
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {
@@ -101,16 +139,16 @@ def mlp_value_and_input_gradient(
         ``(value, grad)`` of shapes ``(P, B)`` and ``(P, B, in_0)``.
     """
     h = z
-    slopes = []  # act'(a_l), computed in the forward pass from a_l and h_l
+    layers = []  # (a_l, h_l) of every hidden layer, for the gradient pass
     for W in weights[:-1]:
         a = torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
         h = activation.fn(a)
-        slopes.append(activation.derivative(a, h))
+        layers.append((a, h))
     last = weights[-1]  # (P, 1, H + 1)
     value = (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
     grad = last[:, :, :-1]  # (P, 1, H): d value / d h, broadcast over the B points
-    for W, slope in zip(reversed(weights[:-1]), reversed(slopes), strict=True):
-        grad = torch.bmm(grad * slope, W[:, :, :-1])
+    for W, (a, h) in zip(reversed(weights[:-1]), reversed(layers), strict=True):
+        grad = torch.bmm(activation.scale_by_derivative(grad, a, h), W[:, :, :-1])
     if grad.shape[1] != z.shape[1]:  # a linear network: the gradient is the same everywhere
         grad = grad.expand(-1, z.shape[1], -1)
     return value, grad

@@ -4,7 +4,8 @@ posterior predictive checks.
 - :mod:`.portraits`: learned Hamiltonians on the ``(q, p)`` plane (Figure 2);
 - :mod:`.symmetries`: singular values and parallelness (Figures 3-4), generators (Figure 5);
 - :mod:`.dynamics`: rollouts, training curves, conservation drift;
-- :mod:`.predictive`: posterior predictive densities, rollout bands, calibration, LOO-PIT.
+- :mod:`.predictive`: posterior predictive densities, rollout bands, calibration, LOO-PIT;
+- :mod:`.discovery`: found quantities along the data beside their generators.
 
 Every function builds a :class:`matplotlib.figure.Figure` without ``pyplot``, returns it and
 saves it as PNG when given ``path`` (see :mod:`.common`). Jupyter displays a returned figure
@@ -12,6 +13,7 @@ inline; save it to look at it outside a notebook.
 """
 
 from pyro_razor.plotting.common import DPI
+from pyro_razor.plotting.discovery import plot_discovery
 from pyro_razor.plotting.dynamics import (
     plot_conservation_drift,
     plot_rollouts,
@@ -32,6 +34,7 @@ __all__ = [
     "phase_labels",
     "plot_calibration",
     "plot_conservation_drift",
+    "plot_discovery",
     "plot_generators",
     "plot_loo_pit",
     "plot_phase_portraits",

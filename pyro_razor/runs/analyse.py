@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from pyro_razor.runs.data import RunData
 from pyro_razor.runs.figures import make_figures
 from pyro_razor.runs.results import VariantArtefacts, analyse_variant
 from pyro_razor.runs.rundir import RunDir
@@ -45,10 +44,9 @@ def analyse_run(run_dir: str | os.PathLike, device: str | None = None) -> dict:
     artefacts: dict[str, VariantArtefacts] = {}
     data = system = None
     for variant in summary["variants"]:
-        config, raw, model, guide = load_variant(run.root, variant, device)
+        config, loaded, model, guide = load_variant(run.root, variant, device)
         if data is None:
-            system = raw.spec.make_system()
-            data = RunData.make(raw, model.device, config.torch_dtype)
+            data, system = loaded, loaded.system
         art = VariantArtefacts(history=run.read_history(variant))
         fields = analyse_variant(config, variant, system, model, guide, data, run, art)
         summary["variants"][variant].update(fields)

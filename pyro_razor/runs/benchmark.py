@@ -49,7 +49,6 @@ from pyro_razor.runs.data import RunData
 from pyro_razor.runs.device import resolve_device
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.variants import check_memory, estimate_variant_memory, fresh_variant
-from pyro_razor.systems import make_dataset
 
 __all__ = [
     "BenchCase",
@@ -191,9 +190,8 @@ def bench_case(
     config = case.config if device is None else replace_path(case.config, "device", device)
     dev = resolve_device(config.device)
     rss_before = _max_rss_mb()
-    raw = make_dataset(config.data.spec())
-    system = raw.spec.make_system()
-    data = RunData.make(raw, dev, config.torch_dtype)
+    data = RunData.load(config.data, dev, config.torch_dtype)
+    system = data.system
     model, guide = fresh_variant(config, case.variant, system, dev, data.states, data.next_states)
     T = data.states.shape[0]
     B = config.train.batch_trajectories(T)

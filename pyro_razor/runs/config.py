@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -72,43 +73,104 @@ def _at_least(value: int, minimum: int, name: str) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+DEFAULT_DT = 0.3
+"""Time step of generated data when ``data.dt`` is not given."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """The dataset: a :class:`~pyro_razor.systems.DatasetSpec` in config form.
+    """The dataset: generated from a system, or read from a trajectory file.
+
+    Exactly one of ``system`` and ``file``:
 
     Attributes:
-        system: ``"sho"``, ``"oscillators"`` or ``"nbody"``.
+        system: a built-in system, ``"sho"``, ``"oscillators"`` or ``"nbody"``, or a user's
+            ``"package.module:function"`` returning a :class:`~pyro_razor.systems.HamiltonianSystem`
+            (called with ``system_params``; its data are not cached, the code may change).
+        file: a trajectory file (``.npz``, ``.npy``, ``.csv``, ``.nc``; formats in
+            :mod:`pyro_razor.systems.files`); a relative path is relative to the config file.
         system_params: keyword arguments of the system (e.g. ``{n = 3}``; n-body: ``n, dim,
             masses, G, softening, shift_std, momentum_std``).
-        n_train, train_points: training trajectories and states per trajectory; the number of
-            transitions is ``N = n_train * (train_points - 1)``.
+        n_train, train_points: generated training trajectories and states per trajectory;
+            ``N = n_train * (train_points - 1)`` transitions.
         n_test, test_points: the same for the test set (and every extra test set).
-        dt: time between stored states.
-        seed: data seed (independent of the training seed).
+        dt: time between stored states (generated data: default 0.3; files: from the file,
+            which must agree if both give one).
+        seed: data seed (independent of the training seed); files: seeds the train/test split.
         extra_test_sets: the system's extra test sets, e.g. ``["moved", "wider"]`` (n-body).
+        names: the ``M`` phase coordinate names, positions first (default: the file's, or
+            ``q1..qd, p1..pd``); for files with named columns also selects and orders them.
+        test_fraction: share of a file's trajectories held out for testing when it has no
+            test set.
+        standardise: train in units that keep the dynamics Hamiltonian (a shift and scales of
+            positions and momenta with equal products) and report in the user's; default on
+            for files, off for systems.
     """
 
-    system: str
+    system: str | None = None
+    file: str | None = None
     system_params: dict[str, int | float | tuple[float, ...]] = field(default_factory=dict)
     n_train: int = 200
     train_points: int = 51
     n_test: int = 100
     test_points: int = 51
-    dt: float = 0.3
+    dt: float | None = None
     seed: int = 0
     extra_test_sets: tuple[str, ...] = ()
+    names: tuple[str, ...] | None = None
+    test_fraction: float = 0.2
+    standardise: bool | None = None
 
     def __post_init__(self) -> None:
+        if (self.system is None) == (self.file is None):
+            raise ValueError(
+                "give exactly one of system (a built-in system or 'package.module:function') "
+                "and file (a trajectory file)"
+            )
+        _at_least(self.seed, 0, "seed")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.dt is not None:
+            _positive(self.dt, "dt")
+        if self.file is not None:
+            self._check_file()
+        else:
+            self._check_generated()
+        if self.standardise is None:
+            object.__setattr__(self, "standardise", self.file is not None)
+
+    def _check_file(self) -> None:
+        from pyro_razor.runs.data import read_data_file
+
+        if self.system_params or self.extra_test_sets:
+            raise ValueError("system_params and extra_test_sets apply to a system, not to a file")
+        contents = read_data_file(self.file, self.dt, self.names)
+        object.__setattr__(self, "dt", float(contents.dt))
+        object.__setattr__(self, "names", tuple(contents.names))
+        if contents.test is None and contents.trajectories.shape[0] < 2:
+            raise ValueError(
+                f"{self.file} holds {contents.trajectories.shape[0]} trajectory; a train/test "
+                "split needs at least 2 (or store a test set in the file)"
+            )
+
+    def _check_generated(self) -> None:
+        if self.dt is None:
+            object.__setattr__(self, "dt", DEFAULT_DT)
         _at_least(self.n_train, 1, "n_train")
         _at_least(self.n_test, 1, "n_test")
         _at_least(self.train_points, 2, "train_points")
         _at_least(self.test_points, 2, "test_points")
-        _at_least(self.seed, 0, "seed")
-        _positive(self.dt, "dt")
-        self.spec()  # validates the system, its parameters and the extra test sets
+        system = self.spec().make_system()  # validates the system, its parameters, test sets
+        if self.names is not None and len(self.names) != system.phase_dim:
+            raise ValueError(
+                f"names lists {len(self.names)} coordinates but the system has M = "
+                f"{system.phase_dim}"
+            )
 
     def spec(self) -> DatasetSpec:
-        """The equivalent :class:`~pyro_razor.systems.DatasetSpec`."""
+        """The equivalent :class:`~pyro_razor.systems.DatasetSpec` (generated data only)."""
+        if self.system is None:
+            raise ValueError("a file data set has no DatasetSpec")
         return DatasetSpec(
             system=self.system,
             system_params=dict(self.system_params),
@@ -121,10 +183,34 @@ class DataConfig:
             extra_test_sets=self.extra_test_sets,
         )
 
+    def make_system(self):
+        """The true system, or ``None`` for file data."""
+        return None if self.system is None else self.spec().make_system()
+
+    def shapes(self) -> dict[str, object]:
+        """Sizes without generating data: ``phase_dim``, ``train`` and ``test`` as
+        ``(trajectories, points)`` and the number of ``extra`` test sets."""
+        if self.file is not None:
+            from pyro_razor.runs.data import file_split, read_data_file
+
+            train, test = file_split(read_data_file(self.file, self.dt, self.names),
+                                     self.test_fraction, self.seed)
+            return {"phase_dim": train.shape[-1], "train": tuple(train.shape[:2]),
+                    "test": tuple(test.shape[:2]), "extra": 0}
+        return {"phase_dim": self.spec().make_system().phase_dim,
+                "train": (self.n_train, self.train_points), "test": (self.n_test, self.test_points),
+                "extra": len(self.extra_test_sets)}
+
+    @property
+    def source(self) -> str:
+        """The system's name or the file's path, for reports."""
+        return self.system if self.system is not None else str(self.file)
+
     @property
     def n_transitions(self) -> int:
-        """``N = n_train * (train_points - 1)``, the divisor of every per-transition figure."""
-        return self.n_train * (self.train_points - 1)
+        """``N``, training transitions: the divisor of every per-transition figure."""
+        trajectories, points = self.shapes()["train"]
+        return trajectories * (points - 1)
 
 
 @dataclass(frozen=True)
@@ -336,10 +422,11 @@ class ExperimentConfig:
                 f"quantities, got {self.model.num_quantities}"
             )
         oracles = [v for v in self.variants if v.startswith("oracle")]
-        if oracles and not self.data.spec().make_system().conserved_quantities:
+        system = self.data.make_system() if oracles else None
+        if oracles and (system is None or not system.conserved_quantities):
             raise ConfigError(
-                f"key 'variants': system {self.data.system!r} has no ground-truth generators, "
-                f"so it has no {oracles[0]!r} variant"
+                f"key 'variants': {self.data.source!r} has no ground-truth generators, so it "
+                f"has no {oracles[0]!r} variant"
             )
         try:
             device = torch.device(self.device)
@@ -368,4 +455,19 @@ def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
         ConfigError: missing file, invalid TOML, unknown key, wrong type or impossible value;
             the message starts with the file path and names the dotted key.
     """
-    return load_config(path, ExperimentConfig)
+    return load_config(path, ExperimentConfig, prepare=_data_file_relative_to(path))
+
+
+def _data_file_relative_to(path: str | os.PathLike[str]):
+    """Resolve a relative ``data.file`` against the config file's folder."""
+
+    def prepare(raw: dict) -> dict:
+        data = raw.get("data")
+        if isinstance(data, dict) and isinstance(data.get("file"), str):
+            file = Path(data["file"]).expanduser()
+            if not file.is_absolute():
+                data = {**data, "file": str((Path(path).resolve().parent / file).resolve())}
+                raw = {**raw, "data": data}
+        return raw
+
+    return prepare

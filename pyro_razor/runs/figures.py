@@ -13,7 +13,6 @@ from pyro_razor.runs.config import VARIANT_LABELS, ExperimentConfig
 from pyro_razor.runs.data import RunData
 from pyro_razor.runs.results import VariantArtefacts
 from pyro_razor.runs.rundir import RunDir
-from pyro_razor.symmetry import phase_labels
 from pyro_razor.systems import HamiltonianSystem
 
 __all__ = ["make_figures"]
@@ -29,13 +28,13 @@ def _figure(name: str, fn, *args, **kwargs) -> None:
 
 
 def make_figures(
-    run: RunDir, config: ExperimentConfig, system: HamiltonianSystem, data: RunData,
+    run: RunDir, config: ExperimentConfig, system: HamiltonianSystem | None, data: RunData,
     artefacts: dict[str, VariantArtefacts],
 ) -> None:
     """Training curves, singular values and generators (learned variants), rollouts,
     conservation drift and, for 2-d phase spaces, phase portraits (paper Figures 2-5)."""
     run.figures.mkdir(parents=True, exist_ok=True)
-    labels = phase_labels(system.phase_dim)
+    labels = list(data.names)
     _figure("training_curves", plotting.plot_training_curves,
             {v: a.history for v, a in artefacts.items()}, run.figure("training_curves.png"))
     learned = {v: a for v, a in artefacts.items() if a.analysis is not None}
@@ -52,15 +51,18 @@ def make_figures(
         _figure("rollouts", plotting.plot_rollouts, first["times"], first["truth"][0],
                 {v: r["prediction"][0] for v, r in rollouts.items()}, labels,
                 run.figure("rollouts.png"))
-        _figure("conservation_drift", plotting.plot_conservation_drift, first["times"],
-                {v: r["drift"] for v, r in rollouts.items()}, run.figure("conservation_drift.png"))
-    if system.phase_dim == 2:
+        if first["drift"]:  # known conserved quantities to follow
+            _figure("conservation_drift", plotting.plot_conservation_drift, first["times"],
+                    {v: r["drift"] for v, r in rollouts.items()},
+                    run.figure("conservation_drift.png"))
+    if data.phase_dim == 2:
         hamiltonians = {
             VARIANT_LABELS[v]: functools.partial(hamiltonian_energy, a.hamiltonian)
             for v, a in artefacts.items() if a.hamiltonian is not None
         }
-        hamiltonians["True H"] = system.H
-        extent = 1.25 * float(data.raw.train.abs().max())
-        _figure("phase_portraits", plotting.plot_phase_portraits, hamiltonians, data.raw.train,
+        if system is not None:
+            hamiltonians["True H"] = data.scaling.scaled_hamiltonian(system.H)
+        extent = 1.25 * float(data.train.abs().max())
+        _figure("phase_portraits", plotting.plot_phase_portraits, hamiltonians, data.train,
                 extent, run.figure("phase_portraits.png"), resolution=config.evaluation.grid,
                 dtype=torch.float64)

@@ -35,10 +35,10 @@ from pyro_razor.analysis import (
 from pyro_razor.analysis.arviz_data import as_float_array
 from pyro_razor.checks import check_int
 from pyro_razor.inference import posterior_predictive, predictive_rollout
+from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.rundir import RUN_HINT, RunDir
 from pyro_razor.runs.variants import load_run_config, load_variant
-from pyro_razor.symmetry import phase_labels
-from pyro_razor.systems import simulate, transitions
+from pyro_razor.systems import transitions
 
 __all__ = ["run_ppc"]
 
@@ -98,8 +98,14 @@ def _rollouts(model, guide, data, R, K, samples, seed, taus):
     x0 = data.test[:R, 0]
     if K + 1 <= data.test.shape[1]:
         truth = data.test[:R, : K + 1]
+    elif data.system is not None:
+        truth = data.true_trajectories(x0, K + 1)
     else:
-        truth = simulate(data.spec.make_system(), x0, K + 1, float(data.spec.dt))
+        raise RunError(
+            f"--horizon {K} is longer than the observed test trajectories ({data.test.shape[1]} "
+            "points) and file data have no exact solution; choose a horizon below "
+            f"{data.test.shape[1]}"
+        )
     rollouts = predictive_rollout(
         model, guide, x0.to(device=dev, dtype=dtype), K, samples, seed + 1, tau_samples=taus
     )
@@ -139,7 +145,7 @@ def _check_variant(run: RunDir, name: str, samples, horizon, rollout_trajectorie
     """PPC of one variant: draws, InferenceData files, summaries, figures and ``ppc.json``."""
     config, data, model, guide = load_variant(run.root, name, device)
     taus = config.model.tau_samples if tau_samples is None else tau_samples
-    dt = float(data.spec.dt)
+    dt = float(data.dt)
     sets = _draws(model, guide, data, samples, seed, taus)
     R = min(rollout_trajectories, data.test.shape[0])
     K = data.test.shape[1] - 1 if horizon is None else horizon
@@ -151,8 +157,8 @@ def _check_variant(run: RunDir, name: str, samples, horizon, rollout_trajectorie
     for which, (s, ns, draws) in sets.items():
         extra = {"rollouts": rollouts, "rollout_truth": truth} if which == "test" else {}
         idatas[which] = to_inference_data(
-            draws, ns, None if generators is None else generators.detach(), states=s,
-            attrs={**attrs, "data": which}, **extra,
+            draws, ns, None if generators is None else generators.detach(),
+            {"phase": list(data.names)}, states=s, attrs={**attrs, "data": which}, **extra,
         )
     save_netcdf(idatas["test"], run.file(name, "ppc.nc"))
     save_netcdf(idatas["train"], run.file(name, "ppc_train.nc"))
@@ -163,7 +169,7 @@ def _check_variant(run: RunDir, name: str, samples, horizon, rollout_trajectorie
         rollout_cov = coverage(rollouts[finite][:, :, 1:], as_float_array(truth, "truth")[:, 1:])
     loo = loo_summary(idatas["train"])
     figures = _figures(run, name, idatas, draws, y, rollouts, finite, truth, K, dt, loo,
-                       phase_labels(data.phase_dim))
+                       list(data.names))
     record = {
         "variant": name, "samples": samples, "seed": seed, "tau_samples": taus,
         "noise_scale": float(draws["noise_scale"]),

@@ -44,7 +44,7 @@ class VariantArtefacts:
 def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, history) -> dict:
     """Train/test metrics of the paper's tables (per transition), plus timing."""
     ev = config.evaluation
-    N = data.raw.n_transitions
+    N = data.n_transitions
     pyro.set_rng_seed(config.train.seed)
     train = inference.evaluate(model, guide, data.states, data.next_states, ev.num_samples,
                                ev.tau_samples, chunk_size=ev.chunk_size)
@@ -91,14 +91,18 @@ def analyse_variant(
     pyro.set_rng_seed(config.train.seed + 1)
     H = inference.posterior_hamiltonian(model, guide, data.states, ev.tau_samples, ev.num_samples)
     artefacts.hamiltonian = H
-    R = min(ev.rollout_trajectories, data.raw.test.shape[0])
-    result = long_horizon_rollout(
-        model, H, system, data.raw.test[:R, 0], ev.rollout_points, config.data.dt
-    )
+    R = min(ev.rollout_trajectories, data.test.shape[0])
+    if system is not None:
+        result = long_horizon_rollout(model, H, system, data.test[:R, 0], ev.rollout_points,
+                                      data.dt, scaling=data.scaling)
+    else:  # no exact solution: compare with the observed test trajectories, as far as they go
+        n = min(ev.rollout_points, data.test.shape[1])
+        result = long_horizon_rollout(model, H, None, data.test[:R, 0], n, data.dt,
+                                      truth=data.test[:R, :n], scaling=data.scaling)
     artefacts.longterm = result
     longterm = longterm_record(
-        result, variant, dt=config.data.dt, train_points=config.data.train_points,
-        test_points=config.data.test_points, integrator_steps=config.model.integrator_steps,
+        result, variant, dt=data.dt, train_points=data.train.shape[1],
+        test_points=data.test.shape[1], integrator_steps=config.model.integrator_steps,
         tau_samples=ev.tau_samples if model.num_quantities else None,
     )
     run.write_json(variant, "longterm.json", longterm)
@@ -106,13 +110,13 @@ def analyse_variant(
         "rollout_mse_final": longterm["mse_final"],
         "rollout_mse_mean": longterm["mse_mean"],
         "rollout_mse_at_train_horizon": longterm["mse_at_train_horizon"],
-        "energy_drift_final": longterm["drift_final"]["H"],
+        "energy_drift_final": longterm["drift_final"].get("H"),
     }
     if variant == "learned":
         G = model.generators().detach()
         artefacts.generators = G.cpu()
         run.write_generators(variant, G)
-        analysis = symmetry_analysis(config, system, G, data.raw.train, model.measure)
+        analysis = symmetry_analysis(config, system, G, data, model.measure)
         artefacts.analysis = analysis
         run.write_json(variant, "symmetry.json", analysis.to_json())
         L = analysis.true_dim
@@ -129,18 +133,21 @@ def analyse_variant(
 
 
 def symmetry_analysis(
-    config: ExperimentConfig, system: HamiltonianSystem, G: torch.Tensor,
-    trajectories: torch.Tensor, measure,
+    config: ExperimentConfig, system: HamiltonianSystem | None, G: torch.Tensor,
+    data: RunData, measure,
 ) -> SymmetryAnalysis:
     """:func:`~pyro_razor.analysis.analyse_generators` of learned generators ``(K, M+1, M+1)``
-    against the system's ground truth, with the config's thresholds, the training
-    trajectories ``(B, n, M)`` and the model's measure (flow displacements, conservation)."""
+    against the system's ground truth (if any), with the config's thresholds, the training
+    trajectories and the model's measure (flow displacements, conservation), all in the
+    model's units (the ground truth is mapped into them)."""
     ev = config.evaluation
-    true = system.generators(dtype=torch.float64) if system.conserved_quantities else None
-    names = [c.name for c in system.conserved_quantities]
+    known = system is not None and bool(system.conserved_quantities)
+    true = data.scaling.generators_to_scaled(system.generators(dtype=torch.float64)) if known \
+        else None
+    names = [c.name for c in system.conserved_quantities] if known else None
     return analyse_generators(
-        G.detach().cpu().double(), true, names or None, threshold=ev.threshold,
+        G.detach().cpu().double(), true, names, threshold=ev.threshold,
         min_norm=ev.min_norm, parallel_level=ev.parallel_level,
-        trajectories=trajectories.detach().cpu().double(), measure=measure,
+        trajectories=data.train.detach().cpu().double(), measure=measure,
         min_displacement=ev.min_displacement,
     )

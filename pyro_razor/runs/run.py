@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from pyro_razor import __version__, inference
 from pyro_razor.configio import ConfigError, replace_path, to_dict
+from pyro_razor.inference import distributed
 from pyro_razor.inference.training import TrainingDiverged
 from pyro_razor.runs.config import VARIANTS, ExperimentConfig, load_experiment
 from pyro_razor.runs.data import RunData
@@ -38,7 +39,6 @@ from pyro_razor.runs.figures import make_figures
 from pyro_razor.runs.results import VariantArtefacts, analyse_variant, evaluate_variant
 from pyro_razor.runs.rundir import RunDir
 from pyro_razor.runs.variants import check_memory, fresh_variant
-from pyro_razor.systems import make_dataset
 
 __all__ = ["resolve_config", "run_experiment"]
 
@@ -206,6 +206,11 @@ def run_experiment(
             divergence with lower learning rates. Data, model, guide and evaluation must match.
         report: called once with a one-line memory estimate before any work (e.g. ``print``).
 
+    Under ``torchrun`` (after :func:`pyro_razor.inference.distributed.init_from_env`) every
+    rank runs the checks and trains every variant on its share of each minibatch; rank 0 alone
+    reports, writes the run directory and evaluates (the others return a summary without
+    metrics).
+
     Returns:
         The summary dict (also written to ``summary.json``).
 
@@ -220,25 +225,28 @@ def run_experiment(
         raise RunError("--warm-start continues a run: pass it together with --resume")
     dev = resolve_device(config.device)
     run = RunDir(out_dir)
-    memory_line = _check_before_work(run, config, dev, resume, overwrite, warm_start)
-    if report is not None:
+    # Under torchrun every rank checks before rank 0, the only writer, writes anything.
+    memory_line = distributed.on_every_rank(
+        lambda: _check_before_work(run, config, dev, resume, overwrite, warm_start))
+    main = distributed.is_main_process()
+    if report is not None and main:
         report(memory_line)
-    try:
-        run.root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"cannot create output directory {run.root}: {exc.strerror}; choose "
-                       "another --out") from exc
-    run.write_config(config)
+    if main:
+        try:
+            run.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot create output directory {run.root}: {exc.strerror}; "
+                           "choose another --out") from exc
+        run.write_config(config)
 
-    raw = make_dataset(config.data.spec())
-    system = raw.spec.make_system()
-    data = RunData.make(raw, dev, config.torch_dtype)
+    data = RunData.load(config.data, dev, config.torch_dtype)
+    system = data.system
     summary = {
         "experiment": config.name,
-        "system": config.data.system,
+        "system": config.data.source,
         "device": str(dev),
         "dtype": config.dtype,
-        "n_train_transitions": raw.n_transitions,
+        "n_train_transitions": data.n_transitions,
         "pyro_razor_version": __version__,
         "variants": {},
     }
@@ -248,15 +256,17 @@ def run_experiment(
                                     (resume, warm_start), progress)
         summary["variants"][variant] = metrics
         artefacts[variant] = art
-        run.write_summary(summary)
-    if figures:
+        if main:
+            run.write_summary(summary)
+    if figures and main:
         make_figures(run, config, system, data, artefacts)
     return summary
 
 
 def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resuming, progress):
     resume, warm_start = resuming
-    run.variant(variant).mkdir(parents=True, exist_ok=True)
+    if distributed.is_main_process():
+        run.variant(variant).mkdir(parents=True, exist_ok=True)
     ckpt_path = run.checkpoint(variant)
     model, guide = fresh_variant(config, variant, system, dev, data.states, data.next_states)
     ckpt = run.read_checkpoint(variant) if resume and ckpt_path.is_file() else None
@@ -279,6 +289,8 @@ def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resum
                 raise RunError(str(exc)) from exc
             raise
         history = result.history
+    if not distributed.is_main_process():  # under torchrun the other ranks only train
+        return {}, VariantArtefacts(history=history)
     run.write_history(variant, history)
     saved = run.file(variant, "metrics.json")
     if finished and saved.is_file():

@@ -29,7 +29,7 @@ from pyro_razor.runs.device import usable_device
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.registry import GUIDES, MEASURES, NOISES, PRIORS, VARIANTS
 from pyro_razor.runs.rundir import RunDir
-from pyro_razor.systems import HamiltonianSystem, TrajectoryData, make_dataset
+from pyro_razor.systems import HamiltonianSystem
 
 __all__ = [
     "build_guide",
@@ -45,10 +45,12 @@ __all__ = [
 def build_model(
     config: ExperimentConfig,
     variant: str,
-    system: HamiltonianSystem,
+    system: HamiltonianSystem | None,
     device: torch.device | str = "cpu",
+    phase_dim: int | None = None,
 ) -> NoetherRazorModel:
-    """The model of one variant, on ``device`` in ``config.dtype``.
+    """The model of one variant, on ``device`` in ``config.dtype``, for phase dimension
+    ``phase_dim`` (default the system's; file data have no system).
 
     ``"vanilla"``: no symmetrisation (``K = 0``); ``"learned"``: ``model.num_quantities``
     learnable quadratic quantities initialised from ``N(0, eta_init_std^2)`` with
@@ -69,7 +71,8 @@ def build_model(
         integrator_steps=mc.integrator_steps,
         checkpoint_steps=mc.checkpoint_steps,
     )
-    model = VARIANTS[variant](system.phase_dim, config.data.dt, system, mc, **kwargs)
+    M = system.phase_dim if phase_dim is None else phase_dim
+    model = VARIANTS[variant](M, config.data.dt, system, mc, **kwargs)
     return model.to(device=torch.device(device), dtype=config.torch_dtype)
 
 
@@ -82,7 +85,7 @@ def fresh_variant(config, variant, system, device, states, next_states):
     """Clear the param store, seed, build model and guide, and create the guide's params."""
     pyro.clear_param_store()
     pyro.set_rng_seed(config.train.seed)
-    model = build_model(config, variant, system, device)
+    model = build_model(config, variant, system, device, phase_dim=states.shape[-1])
     guide = build_guide(config, model)
     with poutine.block(), torch.no_grad():
         guide(states[:1], next_states[:1])
@@ -104,18 +107,18 @@ def estimate_variant_memory(config: ExperimentConfig, variant: str) -> MemoryEst
     """The memory of training ``variant`` of ``config``
     (:func:`pyro_razor.inference.memory.estimate_memory`), from the config alone: no data,
     model or guide is built."""
-    system = config.data.spec().make_system()
-    dc, mc, tc = config.data, config.model, config.train
+    system = config.data.make_system() if variant.startswith("oracle") else None
+    shapes, mc, tc = config.data.shapes(), config.model, config.train
     vectorised = tc.vectorize_particles and tc.num_particles > 1
-    splits = [(dc.n_train, dc.train_points)]
-    splits += [(dc.n_test, dc.test_points)] * (1 + len(dc.extra_test_sets))
+    (n_train, train_points), test = shapes["train"], shapes["test"]
+    splits = [(n_train, train_points)] + [test] * (1 + shapes["extra"])
     return estimate_memory(
-        phase_dim=system.phase_dim,
+        phase_dim=shapes["phase_dim"],
         hidden=mc.hidden,
         num_quantities=_num_quantities(config, variant, system),
         tau_samples=mc.tau_samples,
         particles=tc.num_particles if vectorised else 1,
-        batch_points=tc.batch_trajectories(dc.n_train) * (dc.train_points - 1),
+        batch_points=tc.batch_trajectories(n_train) * (train_points - 1),
         integrator=mc.integrator,
         integrator_steps=mc.integrator_steps,
         checkpoint_steps=mc.checkpoint_steps,
@@ -188,7 +191,7 @@ def load_run_config(run: RunDir) -> ExperimentConfig:
 
 def load_variant(
     run_dir: str | os.PathLike, variant: str, device: str | None = None
-) -> tuple[ExperimentConfig, TrajectoryData, NoetherRazorModel, object]:
+) -> tuple[ExperimentConfig, RunData, NoetherRazorModel, object]:
     """Rebuild a trained variant from ``run_dir`` for prediction.
 
     Reads ``config.toml``, regenerates (or loads from the cache) the dataset, builds the model
@@ -201,8 +204,9 @@ def load_variant(
             available here).
 
     Returns:
-        ``(config, data, model, guide)``; ``data`` is the float64 CPU
-        :class:`~pyro_razor.systems.TrajectoryData`; model and guide are on ``device`` in the
+        ``(config, data, model, guide)``; ``data`` is the run's
+        :class:`~pyro_razor.runs.data.RunData` (float64 trajectories in model units, the true
+        system or ``None``, the units' scaling); model and guide are on ``device`` in the
         run's dtype.
 
     Raises:
@@ -224,9 +228,8 @@ def load_variant(
         )
     ckpt = run.read_checkpoint(variant)
     dev = usable_device(config.device, device)
-    raw = make_dataset(config.data.spec())
-    system = raw.spec.make_system()
-    data = RunData.make(raw, dev, config.torch_dtype)
-    model, guide = fresh_variant(config, variant, system, dev, data.states, data.next_states)
+    data = RunData.load(config.data, dev, config.torch_dtype)
+    model, guide = fresh_variant(config, variant, data.system, dev, data.states,
+                                 data.next_states)
     restore_checkpoint(ckpt, model, guide, device=dev, refresh_with=(data.states[:1],))
-    return config, raw, model, guide
+    return config, data, model, guide

@@ -17,6 +17,7 @@ underscore separates the pair (``"R_3_10"``).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -331,24 +332,72 @@ SYSTEMS: dict[str, Callable[..., HamiltonianSystem]] = {
 """Built-in system factories by name; :func:`make_system` looks names up here."""
 
 
+def is_import_path(name: object) -> bool:
+    """Whether ``name`` names a user's system factory, ``"package.module:function"``."""
+    return isinstance(name, str) and name.count(":") == 1 and all(name.split(":"))
+
+
+def _imported_factory(name: str) -> Callable[..., HamiltonianSystem]:
+    module_name, attribute = name.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"system {name!r}: cannot import module {module_name!r} ({exc}); check the path "
+            "and that the module is importable (installed, or its folder on PYTHONPATH)"
+        ) from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ValueError(
+            f"system {name!r}: module {module_name!r} has no function {attribute!r} returning "
+            "a HamiltonianSystem"
+        )
+    return factory
+
+
 def make_system(name: str, **params: object) -> HamiltonianSystem:
-    """Build a registered system by name, e.g. ``make_system("nbody", n=3, dim=2)``.
+    """Build a system by name, e.g. ``make_system("nbody", n=3, dim=2)``, or a user's system
+    by import path, ``make_system("mypackage.module:make_system", **params)``: a function
+    returning a :class:`HamiltonianSystem` (with or without ground-truth quantities).
 
     Names: ``"sho"`` (no parameters), ``"oscillators"`` (``n``), ``"nbody"`` (``n, dim,
     masses, G, softening, shift_std, momentum_std``).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones) or unknown parameter
-            (the message names it and lists the accepted ones).
+        ValueError: unknown name (the message lists the known ones), an import path that
+            does not import or does not return a system, or an unknown parameter (the
+            message names it and lists the accepted ones).
     """
-    if not isinstance(name, str) or name not in SYSTEMS:
-        raise ValueError(f"unknown system {name!r}; known systems: {sorted(SYSTEMS)}")
-    factory = SYSTEMS[name]
-    accepted = list(inspect.signature(factory).parameters)
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
+    if is_import_path(name):
+        factory = _imported_factory(name)
+    elif not isinstance(name, str) or name not in SYSTEMS:
         raise ValueError(
-            f"unknown parameter(s) {unknown} for system {name!r}; it accepts "
-            f"{accepted if accepted else 'no parameters'}"
+            f"unknown system {name!r}; known systems: {sorted(SYSTEMS)}, or a user's system "
+            "as 'package.module:function'"
         )
-    return factory(**params)
+    else:
+        factory = SYSTEMS[name]
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        signature = None
+    kinds = [] if signature is None else [p.kind for p in signature.parameters.values()]
+    if signature is not None and inspect.Parameter.VAR_KEYWORD not in kinds:
+        accepted = list(signature.parameters)
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {unknown} for system {name!r}; it accepts "
+                f"{accepted if accepted else 'no parameters'}"
+            )
+    try:
+        system = factory(**params)
+    except TypeError as exc:
+        if not is_import_path(name):
+            raise
+        raise ValueError(f"system {name!r} could not be built with {params}: {exc}") from None
+    if not isinstance(system, HamiltonianSystem):
+        raise ValueError(
+            f"system {name!r} returned {type(system).__name__}, not a HamiltonianSystem"
+        )
+    return system

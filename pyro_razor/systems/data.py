@@ -37,7 +37,7 @@ from scipy.integrate import solve_ivp
 from pyro_razor.atomic import atomic_path
 
 from .base import HamiltonianSystem
-from .builtin import SYSTEMS, make_system
+from .builtin import SYSTEMS, is_import_path, make_system
 
 __all__ = [
     "DATA_FORMAT_VERSION",
@@ -261,9 +261,10 @@ class DatasetSpec:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"DatasetSpec: {name} must be positive and finite, got {value!r}")
             object.__setattr__(self, name, float(value))
-        if self.system not in SYSTEMS:
+        if self.system not in SYSTEMS and not is_import_path(self.system):
             raise ValueError(
                 f"DatasetSpec: unknown system {self.system!r}; known systems: {sorted(SYSTEMS)}"
+                ", or a user's system as 'package.module:function'"
             )
         system = self.make_system()  # validates the parameters
         for name in self.extra_test_sets:
@@ -429,7 +430,7 @@ def make_dataset(
     """
     if not isinstance(spec, DatasetSpec):
         raise TypeError(f"make_dataset: spec must be a DatasetSpec, got {type(spec).__name__}")
-    if not use_cache:
+    if not use_cache or is_import_path(spec.system):  # a user's code can change under its name
         return _generate(spec)
     directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     key = spec.key()

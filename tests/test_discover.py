@@ -1,0 +1,96 @@
+"""Discovery on a user's data: trajectory files in `run`, `pyro-razor discover` end to end, the
+discovery.json contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pyro_razor.cli import main
+from pyro_razor.configio import dump_toml
+from pyro_razor.systems import make_system, simulate
+from pyro_razor.systems.files import write_trajectories
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYRO_RAZOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def oscillator_file(path, B=6, n=6, dt=0.3, scale=(1.0, 1.0, 1.0, 1.0)):
+    """Two uncoupled oscillators in (possibly) badly scaled units, written to ``path``."""
+    system = make_system("oscillators", n=2)
+    x0 = torch.randn(B, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    trajectories = simulate(system, x0, n, dt) * torch.tensor(scale, dtype=F64)
+    write_trajectories(path, trajectories, dt, names=["x", "y", "px", "py"])
+    return path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pyro-razor: error: "), err
+    return err[0]
+
+
+def test_run_accepts_a_trajectory_file_and_refuses_an_oracle(tmp_path, capsys):
+    data = oscillator_file(tmp_path / "osc.npz", scale=(1e3, 10.0, 1e-3, 0.1))
+    config = {
+        "name": "filerun", "variants": ["vanilla", "learned"],
+        "data": {"file": "osc.npz", "test_fraction": 0.34},  # relative to the config file
+        "model": {"hidden": [8], "tau_samples": 2, "integrator_steps": 2, "num_quantities": 2},
+        "train": {"epochs": 2, "num_particles": 2},
+        "evaluation": {"num_samples": 2, "tau_samples": 4, "rollout_points": 10,
+                       "rollout_trajectories": 1, "grid": 5},
+    }
+    (tmp_path / "c.toml").write_text(dump_toml(config))
+    assert main(["run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["system"] == str(data) and summary["n_train_transitions"] == 4 * 5
+    resolved = (tmp_path / "run" / "config.toml").read_text()
+    assert str(data) in resolved and "standardise = true" in resolved and "dt = 0.3" in resolved
+    sym = json.loads((tmp_path / "run" / "learned" / "symmetry.json").read_text())
+    assert sym["true_dim"] == 0 and len(sym["displacements"]) == 2
+    config["variants"] = ["vanilla", "oracle"]
+    (tmp_path / "c.toml").write_text(dump_toml(config))
+    assert main(["run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "other")]) == 2
+    assert "has no ground-truth generators" in one_line_error(capsys)
+
+
+def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys):
+    data = oscillator_file(tmp_path / "osc.csv")
+    out = tmp_path / "found"
+    assert main(["discover", str(data), "--epochs", "3", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "chosen settings: K = 6, MLP 4-64-64-1" in printed and "verdict:" in printed
+    record = json.loads((out / "discovery.json").read_text())
+    assert isinstance(record["n_found"], int) and record["n_found"] == len(record["quantities"])
+    assert set(record["algebra"]) >= {"dimension", "name", "closure_error",
+                                      "structure_constants"}
+    assert set(record["evidence"]["elbo"]) >= {"vanilla_neg_elbo_per_n", "learned_neg_elbo_per_n",
+                                               "learned_minus_vanilla_nats", "n_transitions"}
+    assert isinstance(record["verdict"], str) and record["names"] == ["x", "y", "px", "py"]
+    assert record["settings"]["phase_dim"] == 4 and record["settings"]["num_quantities"] == 6
+    for q in record["quantities"]:
+        assert q["formula"].startswith(q["label"] + " = ")
+        assert len(q["A"]) == 4 and len(q["b"]) == 4
+    assert (out / "discovery.txt").read_text().startswith("-ELBO/N")
+    assert (out / "figures" / "discovery.png").is_file()
+
+
+def test_discover_refuses_bad_data_in_one_line(tmp_path, capsys):
+    assert main(["discover", str(tmp_path / "missing.npz")]) == 2
+    assert "no trajectory file" in one_line_error(capsys)
+    bad = tmp_path / "odd.npy"
+    import numpy as np
+
+    np.save(bad, np.zeros((3, 5, 3)))
+    assert main(["discover", str(bad), "--dt", "0.1"]) == 2
+    assert "odd" in one_line_error(capsys)
+    assert main(["discover", "nosuchpkg.mod:make"]) == 2
+    assert "cannot import module 'nosuchpkg.mod'" in one_line_error(capsys)
