@@ -33,7 +33,7 @@ from pyro_razor.inference.distributed import (
     check_world_size,
     local_share,
 )
-from pyro_razor.inference.training import TrainingStep
+from pyro_razor.inference.step import TrainingStep
 from pyro_razor.models import NoetherRazorModel
 from pyro_razor.models.likelihood import GaussianTransitionLikelihood
 

@@ -323,7 +323,7 @@ def test_capped_scale_layers_on_synthetic_histories():
 
 
 def test_learning_rate_schedule_and_eta_warmup():
-    from pyro_razor.inference.training import learning_rate_factor
+    from pyro_razor.inference.optim import learning_rate_factor
 
     assert learning_rate_factor(0, 100, cosine=True) == 1.0
     assert learning_rate_factor(50, 100, cosine=True) == pytest.approx(0.5)

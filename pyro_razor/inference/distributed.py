@@ -49,13 +49,13 @@ from pyro.poutine.messenger import Messenger
 from torch.nn.parallel import DistributedDataParallel
 
 from pyro_razor.inference.config import TrainConfig
+from pyro_razor.inference.optim import make_elbo
 from pyro_razor.inference.posterior import posterior_second_moments
-from pyro_razor.inference.training import (
+from pyro_razor.inference.step import (
     StepRecord,
     TrainingStep,
     _divergence_reason,
     _invalid_parameter,
-    make_elbo,
 )
 from pyro_razor.models.likelihood import OBSERVATION_SITE
 

@@ -1,4 +1,4 @@
-r"""SVI on the ELBO with empirical Bayes (paper section 4.3, eq. 8).
+r"""SVI on the ELBO with empirical Bayes (paper section 4.3, eq. 8): the training loop.
 
 The ELBO ``E_q[log p(X | theta, eta)] - KL(q || p)`` is maximised jointly over the guide's
 parameters, the conserved quantities ``eta`` and (where learned) the prior variances, with
@@ -13,9 +13,7 @@ All figures are reported per transition, ``/N`` with ``N = trajectories x transi
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -24,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
-from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from pyro_razor.inference.checkpoints import resume_checkpoint, save_checkpoint
@@ -35,10 +31,9 @@ from pyro_razor.inference.diagnostics import (
     capped_scale_message,
     posterior_log_std,
 )
-from pyro_razor.inference.posterior import posterior_second_moments
-from pyro_razor.models.likelihood import OBSERVATION_SITE
-from pyro_razor.models.priors import ClosedFormVariancePrior
-from pyro_razor.models.razor import MAX_PLATE_NESTING, NoetherRazorModel
+from pyro_razor.inference.optim import make_elbo, make_optimizer
+from pyro_razor.inference.step import StepRecord, TrainingDiverged, TrainingStep
+from pyro_razor.models.razor import NoetherRazorModel
 
 __all__ = [
     "StepRecord",
@@ -62,194 +57,6 @@ class TrainResult:
     wall_time_s: float = 0.0
     seconds_per_step: float = float("nan")
     scale_warning: str | None = None
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One SVI step: the loss (``-ELBO`` estimate for the full data set), the NLL estimate for
-    the full data set and the mean squared residual of the minibatch."""
-
-    loss: float
-    nll: float
-    mse: float
-
-
-class TrainingDiverged(FloatingPointError):
-    """Training diverged: the loss, a parameter or a prediction became non-finite.
-
-    :func:`train` raises it before writing any checkpoint of the diverged state, so the file
-    keeps the last good one.
-
-    Attributes:
-        epoch: the (1-based) epoch in which it happened.
-        reason: what became non-finite, one line.
-        checkpoint_epoch: the epoch of the last good checkpoint (kept), or ``None`` if none was
-            written (or loaded on resume) yet.
-    """
-
-    def __init__(self, epoch: int, reason: str, checkpoint_epoch: int | None) -> None:
-        self.epoch, self.reason, self.checkpoint_epoch = epoch, reason, checkpoint_epoch
-        super().__init__(f"epoch {epoch}: {reason}")
-
-
-_TORCH_INVALID = re.compile(r"Expected parameter (\w+) .*?of distribution (\w+)")
-
-
-def _divergence_reason(exc: ValueError) -> str | None:
-    """What became non-finite, if ``exc`` (raised inside an SVI step) comes from an invalid
-    parameter, a distribution handed invalid values or the integrator a non-finite state;
-    ``None`` for other errors."""
-    invalid = _invalid_parameter()
-    if invalid is not None:
-        return f"parameter {invalid!r} became non-finite or left its constraint"
-    text = str(exc)
-    found = _TORCH_INVALID.search(text)
-    if found and "invalid values" in text:
-        return f"the {found.group(1)} of a {found.group(2)} distribution became invalid"
-    if "NaN or inf" in text or "must be finite" in text:
-        return f"a value became non-finite ({text.splitlines()[0][:160]})"
-    return None
-
-
-def _invalid_parameter() -> str | None:
-    """The first param-store entry that is non-finite or outside its constraint, or ``None``."""
-    store = pyro.get_param_store()
-    constraints = store.get_state()["constraints"]
-    with torch.no_grad():
-        for name, value in store.items():
-            constraint = constraints[name]
-            if not bool(torch.isfinite(value).all()) or not bool(constraint.check(value).all()):
-                return name
-    return None
-
-
-def make_elbo(config: TrainConfig):
-    """The ELBO estimator of ``config`` with the model's plate nesting."""
-    cls = Trace_ELBO if config.elbo == "trace" else TraceMeanField_ELBO
-    return cls(
-        num_particles=config.num_particles,
-        vectorize_particles=config.vectorize_particles and config.num_particles > 1,
-        max_plate_nesting=MAX_PLATE_NESTING,
-    )
-
-
-class GroupAdam(torch.optim.Adam):
-    """``torch.optim.Adam`` that remembers which optimiser group (theta / eta / hyper) its
-    parameter belongs to, so that its learning-rate schedule can depend on it."""
-
-    def __init__(self, params, group: str, **kwargs) -> None:
-        super().__init__(params, **kwargs)
-        self.group = group
-
-
-def learning_rate_factor(step: int, total_steps: int, cosine: bool, warmup_steps: int = 0) -> float:
-    """Multiplier of the base learning rate at ``step``: 0 during a warm-up, then 1 or a cosine
-    from 1 to 0 over the remaining steps, ``(1 + cos(pi t / T)) / 2``."""
-    if step < warmup_steps:
-        return 0.0
-    if not cosine:
-        return 1.0
-    span = max(total_steps - warmup_steps, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
-
-
-def make_optimizer(model: NoetherRazorModel, config: TrainConfig, total_steps: int,
-                   eta_warmup_steps: int = 0):
-    """Adam with per-group learning rates (theta / eta / hyper), each on the schedule of
-    :func:`learning_rate_factor` (stepped by ``optimizer.step()`` after every SVI step); ``eta``
-    waits ``eta_warmup_steps`` before it moves."""
-    rates = {"theta": config.lr, "eta": config.lr_eta, "hyper": config.lr_hyper}
-
-    def per_param(name: str) -> dict:
-        group = model.param_group(name)
-        return {"lr": rates[group], "betas": (0.9, 0.999), "group": group}
-
-    def schedule(optimizer: GroupAdam) -> torch.optim.lr_scheduler.LambdaLR:
-        warmup = eta_warmup_steps if optimizer.group == "eta" else 0
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: learning_rate_factor(
-            t, total_steps, config.cosine_annealing, warmup))
-
-    return pyro.optim.PyroLRScheduler(schedule, {"optimizer": GroupAdam, "optim_args": per_param})
-
-
-class ObservationRecorder(Messenger):
-    """Keeps the observed ``"obs"`` sites of the model runs inside its context (a poutine).
-
-    Each entry is ``(fn, value, scale)``: the likelihood's distribution, the observed next
-    states and the subsampling scale ``T / B`` of the ``"trajectories"`` plate.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sites: list[tuple] = []
-
-    def _pyro_post_sample(self, msg) -> None:
-        if msg["name"] == OBSERVATION_SITE and msg["is_observed"]:
-            self.sites.append((msg["fn"], msg["value"], float(msg["scale"])))
-
-
-class TrainingStep:
-    """One SVI step with the empirical-Bayes updates that follow it.
-
-    ``step(states, next_states, subsample)`` runs ``svi.step``, advances the cosine schedule,
-    sets the closed-form prior variances (appendix D.3) and updates the output noise (D.2)
-    from the step's residuals, and returns a :class:`StepRecord`. It raises
-    ``FloatingPointError`` (one line: what became non-finite) when the step diverges: the
-    loss is not finite, a parameter is non-finite or outside its constraint afterwards, or a
-    distribution or the integrator was handed non-finite values during the step.
-
-    Args:
-        model, guide: the Pyro model and any guide for it.
-        config: the optimisation settings.
-        total_steps: length of the cosine schedule.
-        eta_warmup_steps: steps during which ``eta``'s learning rate is 0.
-    """
-
-    def __init__(self, model: NoetherRazorModel, guide, config: TrainConfig, total_steps: int,
-                 eta_warmup_steps: int = 0):
-        self.model, self.guide, self.config = model, guide, config
-        self.optimizer = make_optimizer(model, config, total_steps, eta_warmup_steps)
-        self.recorder = ObservationRecorder()
-        self.svi = SVI(self.recorder(model), guide, self.optimizer, loss=make_elbo(config))
-        self.closed_form_prior = isinstance(model.hamiltonian_net.prior, ClosedFormVariancePrior)
-
-    def __call__(self, states, next_states, subsample=None) -> StepRecord:
-        self.recorder.sites.clear()
-        try:
-            loss = self.svi.step(states, next_states, subsample=subsample)
-        except ValueError as exc:
-            reason = _divergence_reason(exc)
-            if reason is None:
-                raise
-            raise FloatingPointError(reason) from None
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss}")
-        invalid = _invalid_parameter()
-        if invalid is not None:
-            raise FloatingPointError(
-                f"parameter {invalid!r} became non-finite or left its constraint"
-            )
-        self.optimizer.step()  # advance every parameter's learning-rate schedule
-        nll, mse = self._fit_statistics()
-        if self.closed_form_prior:
-            self.model.hamiltonian_net.prior.update(
-                posterior_second_moments(self.guide, self.model.weight_sites, states[:1])
-            )
-        self.model.noise.update(torch.tensor(mse))
-        return StepRecord(loss=loss, nll=nll, mse=mse)
-
-    @torch.no_grad()
-    def _fit_statistics(self) -> tuple[float, float]:
-        """Full-data NLL estimate and mean squared residual, averaged over the model runs."""
-        nll = mse = 0.0
-        likelihood = self.model.likelihood
-        for fn, obs, scale in self.recorder.sites:
-            mean = fn.base_dist.loc.detach()
-            log_lik = likelihood.log_likelihood(mean, obs)  # (*particles, B, n)
-            nll -= float(log_lik.sum((-2, -1)).mean()) * scale
-            mse += float((likelihood.residuals(mean, obs) ** 2).mean())
-        runs = len(self.recorder.sites)
-        return nll / runs, mse / runs
 
 
 def _check_training_data(model, states, next_states) -> None:

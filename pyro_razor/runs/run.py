@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pyro_razor import __version__, inference
 from pyro_razor.configio import ConfigError, replace_path, to_dict
 from pyro_razor.inference import distributed
-from pyro_razor.inference.training import TrainingDiverged
+from pyro_razor.inference.step import TrainingDiverged
 from pyro_razor.runs.config import VARIANTS, ExperimentConfig, load_experiment
 from pyro_razor.runs.data import RunData
 from pyro_razor.runs.device import resolve_device
