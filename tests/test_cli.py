@@ -204,3 +204,14 @@ def test_analyse_and_table_of_a_dir_without_summary(tmp_path, capsys):
     assert "no summary.json" in one_line_error(capsys)
     assert main(["table", str(tmp_path)]) == 2
     assert "no summary.json" in one_line_error(capsys)
+
+
+def test_bench_quotes_reference_figures_without_a_ratio():
+    from pyro_razor.runs.benchmark import BenchResult, format_bench
+
+    result = BenchResult("ref_table1", "learned", "cpu", 30.0, 29.0, 3, 1400.0, 900.0, 26.5)
+    header, _, row = format_bench([result]).strip().splitlines()
+    assert "quoted from another machine" in header and "/ ours" not in header
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[-1] == "26.5 (quoted)"
+    assert len(cells) == len(header.strip("|").split("|")) == 10
