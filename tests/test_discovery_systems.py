@@ -1,0 +1,47 @@
+"""`pyro-razor discover` on systems whose quadratic conserved quantities are known and fewer than
+the largest group of their shape, or none (slow: `python -m pytest -m slow`, ~5-8 min each on
+one CPU core; the measured counts and wall times are in experiments/RESULTS.md).
+
+The systems and the data files come from experiments/discovery_systems.py, the script that
+produced the recorded results, so the test checks exactly what RESULTS.md reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from pyro_razor.runs.discover import run_discovery
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "discovery_systems.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("discovery_systems", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYRO_RAZOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("name", ["detuned", "coupled", "central", "pendulum"])
+def test_discover_finds_exactly_the_known_quantities(name, tmp_path):
+    """The number found equals the true number (2, 2, 1, 0), and the null answer is given on
+    the pendulum, whose energy is not quadratic."""
+    script = _script()
+    _, _, true_count, true_algebra = script.SYSTEMS[name]
+    data = script.make_file(name, tmp_path / f"{name}.npz", noise=0.0, seed=0)
+    found = run_discovery(str(data), tmp_path / name, progress=False, seed=0)
+    assert found.n_found == true_count, (found.verdict, found.warnings)
+    if true_count == 0:
+        assert "no quadratic conserved quantity is supported by these data" in found.verdict
+    else:
+        assert found.algebra["name"] == true_algebra
