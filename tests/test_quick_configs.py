@@ -50,15 +50,20 @@ def test_table2_oscillators_n2_quick_recovers_u2(tmp_path):
     assert min(symmetry["parallelness"][:4]) > 0.99
 
 
-def test_table3_nbody_quick_runs_end_to_end(tmp_path):
-    """~5 min: every variant trains and is evaluated on the three test sets (the quick scale is
-    not expected to recover the 7 generators; see RESULTS.md)."""
-    summary = _run("table3_nbody_quick", tmp_path)
-    for name in ("vanilla", "learned", "oracle"):
-        metrics = summary["variants"][name]
-        for key in ("neg_elbo_per_n", "test_mse", "test_mse_moved", "test_mse_wider"):
-            assert metrics[key] == metrics[key], (name, key)  # finite, not NaN
+def test_table3_nbody_quick_learned_beats_vanilla_in_the_orbit_span(tmp_path):
+    """~12 min of training (vanilla and learned): what RESULTS.md reports for seed 0. The learned
+    model has the lower -ELBO/N and the lower MSE on the test, moved and wider sets, and its 7
+    leading directions are parallel (> 0.9; measured 0.95-0.999) to the 7 true generators' span.
+    The number of significant directions is reported, not asserted: at this scale 2 of the 7
+    move the data by more than the threshold."""
+    summary = _run("table3_nbody_quick", tmp_path, ("vanilla", "learned"))
+    vanilla, learned = summary["variants"]["vanilla"], summary["variants"]["learned"]
+    assert learned["neg_elbo_per_n"] < vanilla["neg_elbo_per_n"]
+    for key in ("test_mse", "test_mse_moved", "test_mse_wider"):
+        assert learned[key] < vanilla[key], key
     symmetry = json.loads(
         (tmp_path / "table3_nbody_quick" / "learned" / "symmetry.json").read_text()
     )
     assert symmetry["true_dim"] == 7
+    assert min(symmetry["parallelness"][:7]) > 0.9
+    assert symmetry["n_significant"] >= 1
