@@ -123,8 +123,9 @@ def _reference_config(name, data, model, train, variants) -> ExperimentConfig:
 
 def reference_cases() -> list[BenchCase]:
     """The four reference configurations with the reference code's seconds per step as quoted
-    from a measurement on another 2-core CPU (not comparable with a local figure): Table 1 learned (26.5 s) and vanilla (0.68 s), Table 2 with ``n = 3`` learned
-    (69 s), Table 3 learned (69 s)."""
+    from a measurement on another 2-core CPU (not comparable with a local figure): Table 1
+    learned (26.5 s) and vanilla (0.68 s), Table 2 with ``n = 3`` learned (69 s), Table 3
+    learned (69 s)."""
     sho = DataConfig(system="sho", n_train=7, train_points=5, n_test=10, test_points=21, dt=0.2)
     sho_model = ModelConfig(
         hidden=(200, 200), elu_alpha=2.0, tau_samples=200, measure="cube",
