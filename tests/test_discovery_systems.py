@@ -20,23 +20,19 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "discovery_systems.py"
 
 
-def _script():
+@pytest.fixture(scope="module")
+def script():
+    """experiments/discovery_systems.py as a module (loaded once)."""
     spec = importlib.util.spec_from_file_location("discovery_systems", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYRO_RAZOR_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.mark.parametrize("name", ["detuned", "coupled", "central", "pendulum"])
-def test_discover_finds_exactly_the_known_quantities(name, tmp_path):
+def test_discover_finds_exactly_the_known_quantities(script, name, tmp_path):
     """The number found equals the true number (2, 2, 1, 0), and the null answer is given on
     the pendulum, whose energy is not quadratic."""
-    script = _script()
     _, _, true_count, true_algebra = script.SYSTEMS[name]
     data = script.make_file(name, tmp_path / f"{name}.npz", noise=0.0, seed=0)
     found = run_discovery(str(data), tmp_path / name, progress=False, seed=0)

@@ -68,7 +68,8 @@ class BenchCase:
         name: label in the table.
         config: the experiment config (its ``device`` is used unless overridden).
         variant: ``"vanilla"``, ``"learned"`` or ``"oracle"``.
-        reference_s: the reference implementation's seconds per step, if known.
+        reference_s: the reference implementation's seconds per step as quoted from another
+            machine, if known.
     """
 
     name: str
@@ -90,7 +91,8 @@ class BenchResult:
             process' peak resident set size after the case.
         memory_increase_mb: CPU: how much this case raised the process' peak RSS (``None``
             on CUDA).
-        reference_s: the reference implementation's seconds per step, if known.
+        reference_s: the reference implementation's seconds per step as quoted from a
+            measurement on another machine, if known (printed as a quote, never as a ratio).
         estimate_mb: the memory estimate of training the case
             (:func:`~pyro_razor.runs.variants.estimate_variant_memory`).
     """
