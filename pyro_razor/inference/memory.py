@@ -14,49 +14,30 @@ r"""How much memory a training run needs, estimated before anything is built.
 - ``activations``: what one SVI step keeps for the backward pass. Every evaluation of the
   vector field pushes ``Q = P S B_pts`` points (``P`` vectorised particles, ``S`` symmetry
   samples, 1 without symmetrisation, ``B_pts`` = batch trajectories x transitions) through
-  the network and its explicit input gradient, and stores about
-
-  .. math:: c \cdot Q \cdot (\textstyle\sum_l h_l + M)
-
-  values (pre-activations, activations, slopes, the ``grad * slope`` products and their
-  matrix products, the transformed inputs), with ``c = ACTIVATION_CONSTANT``. A step makes
-  ``integrator_steps x evaluations`` such evaluations (:data:`EVALUATIONS_PER_STEP`: euler 1,
-  rk4 4, leapfrog 3, midpoint ``iterations + 1 = 9``). With ``checkpoint_steps`` the
-  backward pass recomputes one sub-step at a time; the peak is then about
-  ``CHECKPOINT_SUBSTEPS`` sub-steps' worth, plus every sub-step's ``(P, B_pts, M)`` input. On
-  the CPU, when a layer tensor ``Q x max(hidden)`` is below glibc's 32 MiB ``mmap`` threshold,
-  the recomputations fragment the heap: ``HEAP_SUBSTEPS`` sub-steps' worth plus
-  ``HEAP_PER_STEP`` evaluations' worth per sub-step. The weight samples of the particles add
-  ``4 P D`` values (noise, the two factor products and the sample).
+  the network's input gradient. The fast path (:mod:`pyro_razor.models.fast_gradient`) keeps
+  only the points and their gradients, about ``c Q M`` values with ``c =
+  ACTIVATION_CONSTANT``, and works through the layers in blocks of ``BLOCK_ROWS`` rows,
+  whose live tensors take ``BLOCK_CONSTANT (L + 1) min(BLOCK_ROWS, Q) max(hidden)`` values for
+  ``L`` hidden layers. A step makes ``integrator_steps x evaluations`` such evaluations
+  (:data:`EVALUATIONS_PER_STEP`: euler 1, rk4 4, leapfrog 3, midpoint ``iterations + 1 =
+  9``); with ``checkpoint_steps`` the backward pass recomputes one sub-step at a time (about
+  ``CHECKPOINT_SUBSTEPS`` sub-steps' worth alive, or on the CPU ``HEAP_SUBSTEPS`` plus
+  ``HEAP_PER_STEP`` per sub-step when glibc's heap serves the tensors), plus every sub-step's
+  ``(P, B_pts, M)`` input. The weight samples of the particles and their sampling add
+  ``8 P D`` values.
 
 The constants were calibrated by measurement: the increase of the peak resident set size
 (``VmHWM``, reset through ``/proc/self/clear_refs``) during one SVI step
-(:class:`pyro_razor.inference.TrainingStep`, CPU, glibc's default allocator) in a fresh
-process, after one warm-up step (which pages in torch's code and creates the optimiser state)
-and ``malloc_trim``, against the activation term. Fifteen configurations (SHO, ``M = 2``,
-unless named; ``S`` for learned variants; points per step), measured MiB and measured /
-estimated with ``c = 5`` over one to three runs::
-
-    hidden 64-64, S 16, P 2, 80 points, euler x 5              33-35      1.04-1.08
-    hidden 256, S 32, P 1, 100 points, euler x 10              117-156    0.74-0.99
-    hidden 128-128-128, S 8, P 2, 100 points, rk4 x 3          141-142    0.99-1.00
-    hidden 32-32, S 64, P 4, 30 points, leapfrog x 4           110-119    0.95-1.03
-    hidden 64-64, S 16, P 2, 80 points, euler x 10, float64    139-143    1.09-1.12
-    hidden 16-16, S 100, P 2, 28 points, euler x 20            74         1.01-1.02
-    vanilla 200-200, P 4, 2000 points, euler x 20              1267-1311  1.03-1.07
-    checkpointed: 128-128, S 32, P 2, 100 points, euler x 5    63-88      0.72-1.01
-    checkpointed: the same, euler x 20                         148-195    0.93-1.23
-    checkpointed: the same, euler x 40                         248-253    0.98-1.00
-    checkpointed: 256, S 64, P 2, 100 points, rk4 x 10         662-668    1.11-1.12
-    checkpointed: vanilla 200-200, P 4, euler x 20             308-399    0.99-1.29
-    hidden 128-128, S 64, P 2, 600 points, euler x 3           1043       0.92
-    checkpointed: the same, euler x 10 (39 MB layer tensors)   429        0.95
-    ref_table2_n3_learned, checkpointed (first step, bench)    2996       1.08
-
-Autograd keeps about 4.25 values per hidden unit and point (pre-activation, activation,
-slope, ``grad * slope``, the ELU mask) plus the gradient's matrix products; the backward
-pass's buffers add the rest. The first step of a process needs about 36 MiB more (code pages
-of torch), which the estimate does not count.
+(:class:`pyro_razor.inference.TrainingStep`, CPU, glibc's default allocator) after one warm-up
+step and ``malloc_trim``. The paper's Table 1 network (2-200-200-1, 20 particles, 28 points,
+float32): learned with ``S = 200`` and 5 Euler steps 92 MiB (estimate 91), with 20 Euler
+steps 135 MiB (estimate 138); vanilla with 20 Euler steps 60-68 MiB (estimate 38: what
+the vanilla step adds beyond its ``P x points`` rows is not modelled). The configurations of
+``tests/test_reliability.py`` (one thread): 2-200-200-1, ``S = 128``, 4 particles, 80 points,
+10 Euler steps: 73 MB (estimate 66); 2-128-128-128-1, ``S = 200``, 4 particles, 30 points, 4
+leapfrog steps: 69 MB (55); vanilla 2-200-200-1, 4 particles, 80 points, 20 Euler steps:
+22 MB (13). (Before the fast path the learned Table 1 step kept every layer's activations:
+17 GiB at 20 Euler steps.)
 
 :func:`available_memory` is what a run may use: on CUDA the device's free memory
 (``torch.cuda.mem_get_info``), elsewhere Linux's ``MemAvailable`` (``/proc/meminfo``), else
@@ -72,8 +53,11 @@ from dataclasses import dataclass
 
 import torch
 
+from pyro_razor.models.fast_gradient import BLOCK_ROWS
+
 __all__ = [
     "ACTIVATION_CONSTANT",
+    "BLOCK_CONSTANT",
     "CHECKPOINT_SUBSTEPS",
     "HEAP_PER_STEP",
     "HEAP_SUBSTEPS",
@@ -85,9 +69,14 @@ __all__ = [
     "format_memory",
 ]
 
-ACTIVATION_CONSTANT = 5.0
-"""Values kept per evaluated point and unit (``sum hidden + M``) of one vector-field
-evaluation in the backward graph; measured, see the module docstring."""
+ACTIVATION_CONSTANT = 3.5
+"""Values kept per evaluated point and phase dimension of one vector-field evaluation in the
+backward graph (the symmetrised points, the network gradient and its average); measured, see
+the module docstring."""
+
+BLOCK_CONSTANT = 10.0
+"""Block tensors alive per hidden layer (plus one) and block row and unit of the widest layer
+while the fast path works through a block, allocator slack included (measured)."""
 
 CHECKPOINT_SUBSTEPS = 1.2
 """With ``checkpoint_steps``: sub-steps' worth of activations alive at the peak: the recomputed
@@ -197,7 +186,9 @@ def estimate_memory(
     values = _guide_values(shapes, guide, guide_rank) + num_quantities * (M * M + M)
     S = tau_samples if num_quantities > 0 else 1
     points = particles * S * batch_points
-    per_eval = ACTIVATION_CONSTANT * points * (sum(hidden) + M)
+    per_eval = ACTIVATION_CONSTANT * points * M
+    block = (BLOCK_CONSTANT * (len(hidden) + 1) * min(BLOCK_ROWS, points)
+             * max(hidden, default=0))
     evals_per_step = EVALUATIONS_PER_STEP[integrator]
     evals = evals_per_step * integrator_steps
     if checkpoint_steps:
@@ -207,7 +198,7 @@ def estimate_memory(
         evals = min(evals, checkpointed)
     transforms = 10 * particles * S * (M + 1) ** 2 if num_quantities > 0 else 0
     inputs = integrator_steps * particles * batch_points * M if checkpoint_steps else 0
-    activations = per_eval * evals + 4 * particles * D + transforms + inputs
+    activations = per_eval * evals + block + 8 * particles * D + transforms + inputs
     raw = sum(t * p for t, p in splits) * M
     pairs = sum(2 * t * (p - 1) for t, p in splits) * M
     return MemoryEstimate(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from pyro_razor.models.fast_gradient import mlp_input_gradient
 from pyro_razor.models.networks import Activation, mlp_value_and_input_gradient
 from pyro_razor.symmetry import symplectic_matrix
 
@@ -82,8 +83,28 @@ class SymmetrisedHamiltonian:
             )
         return x.expand(P, -1, -1)
 
+    def _symmetrised_points(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``Phi^{tau_ps}(x_n)`` flattened to ``(P, S*N, M)``, and ``R`` ``(P, S, M, M)``
+        (``x`` itself and ``None`` without symmetrisation)."""
+        x = self.broadcast(x)
+        if self.transforms is None:
+            return x, None
+        M = self.phase_dim
+        R = self.transforms[..., :M, :M]  # (P, S, M, M)
+        t = self.transforms[..., :M, M]  # (P, S, M)
+        z = torch.einsum("psmk,pnk->psnm", R, x) + t[:, :, None, :]  # (P, S, N, M)
+        return z.reshape(x.shape[0], -1, M), R
+
+    def _averaged_gradient(self, grad: torch.Tensor, R: torch.Tensor | None) -> torch.Tensor:
+        """``1/S sum_s R_ps^T grad_s``: ``(P, S*N, M)`` network gradients to ``(P, N, M)``."""
+        if R is None:
+            return grad
+        P, S, M = R.shape[0], R.shape[1], self.phase_dim
+        return torch.einsum("psnk,pskm->pnm", grad.reshape(P, S, -1, M), R) / S
+
     def energy_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``H_hat(x)`` and ``grad H_hat(x)``.
+        """``H_hat(x)`` and ``grad H_hat(x)`` by the plain autograd-able expression
+        (:func:`~pyro_razor.models.networks.mlp_value_and_input_gradient`).
 
         Args:
             x: ``(N, M)`` (shared by all weight samples) or ``(P, N, M)``.
@@ -91,25 +112,22 @@ class SymmetrisedHamiltonian:
         Returns:
             ``(P, N)`` energies and ``(P, N, M)`` gradients.
         """
-        x = self.broadcast(x)
-        P, N, M = x.shape
-        if self.transforms is None:
-            return mlp_value_and_input_gradient(self.weights, x, self.activation)
-        S = self.transforms.shape[1]
-        R = self.transforms[..., :M, :M]  # (P, S, M, M)
-        t = self.transforms[..., :M, M]  # (P, S, M)
-        z = torch.einsum("psmk,pnk->psnm", R, x) + t[:, :, None, :]  # (P, S, N, M)
-        value, grad = mlp_value_and_input_gradient(
-            self.weights, z.reshape(P, S * N, M), self.activation
-        )
-        energy = value.reshape(P, S, N).mean(1)
-        gradient = torch.einsum("psnk,pskm->pnm", grad.reshape(P, S, N, M), R) / S
-        return energy, gradient
+        z, R = self._symmetrised_points(x)
+        value, grad = mlp_value_and_input_gradient(self.weights, z, self.activation)
+        energy = value if R is None else value.reshape(R.shape[0], R.shape[1], -1).mean(1)
+        return energy, self._averaged_gradient(grad, R)
+
+    def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """``grad H_hat(x)``, ``(P, N, M)``, by the fast path
+        (:func:`~pyro_razor.models.fast_gradient.mlp_input_gradient`: cache-blocked, with a
+        hand-written backward; equal to :meth:`energy_and_gradient`'s to rounding)."""
+        z, R = self._symmetrised_points(x)
+        return self._averaged_gradient(mlp_input_gradient(self.weights, z, self.activation), R)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """``(P, N)`` values of ``H_hat`` at ``x`` (``(N, M)`` or ``(P, N, M)``)."""
         return self.energy_and_gradient(x)[0]
 
     def vector_field(self, x: torch.Tensor) -> torch.Tensor:
-        """``J grad H_hat(x)``, shape ``(P, N, M)``."""
-        return self.energy_and_gradient(x)[1] @ self._J.T
+        """``J grad H_hat(x)``, shape ``(P, N, M)``, by the fast path (:meth:`gradient`)."""
+        return self.gradient(x) @ self._J.T

@@ -67,9 +67,11 @@ class NoetherRazorModel(PyroModule):
         tau_samples: ``S``, Monte-Carlo samples of the symmetrisation per model call.
         integrator: ``"euler"`` (the paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
         integrator_steps: sub-steps over ``dt`` (the paper: 20).
-        checkpoint_steps: recompute each integrator sub-step's activations during the backward
-            pass instead of storing them (``torch.utils.checkpoint``): memory falls by the
-            number of sub-steps for ~30% more compute. Paper-scale runs need it on the CPU.
+        checkpoint_steps: recompute each integrator sub-step during the backward pass
+            instead of storing it (``torch.utils.checkpoint``). Since the vector field's fast
+            path (:mod:`~pyro_razor.models.fast_gradient`) keeps only each sub-step's points
+            and gradients, this saves little memory and costs one more forward pass; it is
+            kept for very long integrations.
 
     Use :meth:`vanilla`, :meth:`learned` and :meth:`oracle` to build the three variants.
     """
