@@ -24,6 +24,12 @@ def _weights(widths, P, dtype=DT, seed=0):
              / math.sqrt(widths[i])).requires_grad_() for i in range(len(widths) - 1)]
 
 
+@pytest.fixture(autouse=True)
+def _always_blocked(monkeypatch):
+    """Every size takes the blocked path here (its own size rule is tested below)."""
+    monkeypatch.setattr(fast_gradient, "BLOCKED_FROM_BYTES", 0)
+
+
 def _both(weights, z, act, u):
     """``(v, dL/dz, dL/dW...)`` of ``L = <v, u>`` by plain autograd and by the fast path."""
     out = []
@@ -110,3 +116,13 @@ def test_fast_gradient_rejects_points_without_a_weight_sample_axis():
     weights = _weights((2, 4, 1), 3)
     with pytest.raises(ValueError, match=r"expected points \(P, N, M\) with P = 3"):
         mlp_input_gradient(weights, torch.zeros(5, 2, dtype=DT), get_activation("elu"))
+
+
+def test_small_problems_take_plain_autograd_and_large_ones_the_blocked_path(monkeypatch):
+    monkeypatch.setattr(fast_gradient, "BLOCKED_FROM_BYTES", 3 * 10 * 9 * 8)
+    act = get_activation("elu")
+    weights = _weights((4, 9, 1), 3)
+    small = mlp_input_gradient(weights, torch.randn(3, 9, 4, dtype=DT), act)
+    large = mlp_input_gradient(weights, torch.randn(3, 10, 4, dtype=DT), act)
+    assert "MLPInputGradient" not in type(small.grad_fn).__name__
+    assert "MLPInputGradient" in type(large.grad_fn).__name__

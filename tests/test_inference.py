@@ -344,3 +344,30 @@ def test_learning_rate_schedule_and_eta_warmup():
     assert all(torch.equal(W, W0) for W in seen[:3]) and not torch.equal(seen[3], W0)
     with pytest.raises(ValueError, match="eta_warmup_epochs must be in"):
         TrainConfig(epochs=5, eta_warmup_epochs=5)
+
+
+# ------------------------------------------------------------------- finite blow-ups
+def test_blow_up_check_flags_predictions_a_thousand_times_the_data_size():
+    from pyro_razor.inference.step import BLOW_UP_RATIO, _check_blow_up
+
+    states = torch.full((3, 4, 2), 2.0, dtype=DT)  # mean square 4
+    _check_blow_up(0.5 * BLOW_UP_RATIO * 4.0, states)  # large but below the ratio: kept
+    with pytest.raises(FloatingPointError, match=r"the predictions blew up: mean squared "
+                       r"residual 8e\+06 is more than 1e\+06x the data's mean square 4"):
+        _check_blow_up(2 * BLOW_UP_RATIO * 4.0, states)
+
+
+def test_a_training_step_whose_predictions_blow_up_raises(monkeypatch):
+    """Wiring: the step's own residuals go through the check (a ratio of 1e-30 flags any
+    step, the default none of a normal one)."""
+    import pyro_razor.inference.step as step_module
+
+    states, nxt = sho_transitions(T=4, points=3)
+    model = learned_model()
+    guide = MatrixNormalGuide(model, init_scale=1e-2)
+    step = step_module.TrainingStep(model, guide, TrainConfig(epochs=2), total_steps=2)
+    record = step(states, nxt)
+    assert record.mse < step_module.BLOW_UP_RATIO * float(states.square().mean())
+    monkeypatch.setattr(step_module, "BLOW_UP_RATIO", 1e-30)
+    with pytest.raises(FloatingPointError, match="the predictions blew up"):
+        step(states, nxt)
