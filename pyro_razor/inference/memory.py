@@ -14,13 +14,17 @@ r"""How much memory a training run needs, estimated before anything is built.
 - ``activations``: what one SVI step keeps for the backward pass. Every evaluation of the
   vector field pushes ``Q = P S B_pts`` points (``P`` vectorised particles, ``S`` symmetry
   samples, 1 without symmetrisation, ``B_pts`` = batch trajectories x transitions) through
-  the network's input gradient. The fast path (:mod:`pyro_razor.models.fast_gradient`) keeps
-  only the points and their gradients, about ``c Q M`` values with ``c =
-  ACTIVATION_CONSTANT``, and works through the layers in blocks of ``BLOCK_ROWS`` rows,
-  whose live tensors take ``BLOCK_CONSTANT (L + 1) min(BLOCK_ROWS, Q) max(hidden)`` values for
-  ``L`` hidden layers. A step makes ``integrator_steps x evaluations`` such evaluations
-  (:data:`EVALUATIONS_PER_STEP`: euler 1, rk4 4, leapfrog 3, midpoint ``iterations + 1 =
-  9``); with ``checkpoint_steps`` the backward pass recomputes one sub-step at a time (about
+  the network's input gradient. When a ``Q x max(hidden)`` layer tensor is at least
+  :data:`~pyro_razor.models.fast_gradient.BLOCKED_FROM_BYTES`, the blocked fast path
+  (:mod:`pyro_razor.models.fast_gradient`) keeps only the points and their gradients, about
+  ``c Q M`` values with ``c = ACTIVATION_CONSTANT``, and its blocks' live tensors take
+  ``BLOCK_CONSTANT (L + 1) min(BLOCK_ROWS, Q) max(hidden)`` values for ``L`` hidden layers.
+  Smaller problems take plain autograd, which keeps ``c' Q (sum_l h_l + M)`` values with
+  ``c' = PLAIN_ACTIVATION_CONSTANT`` (pre-activations, activations, slopes, the ``grad *
+  slope`` products and their matrix products). A step makes ``integrator_steps x
+  evaluations`` such evaluations (:data:`EVALUATIONS_PER_STEP`: euler 1, rk4 4, leapfrog 3,
+  midpoint ``iterations + 1 = 9``); with ``checkpoint_steps`` the backward pass recomputes
+  one sub-step at a time (about
   ``CHECKPOINT_SUBSTEPS`` sub-steps' worth alive, or on the CPU ``HEAP_SUBSTEPS`` plus
   ``HEAP_PER_STEP`` per sub-step when glibc's heap serves the tensors), plus every sub-step's
   ``(P, B_pts, M)`` input. The weight samples of the particles and their sampling add
@@ -31,13 +35,11 @@ The constants were calibrated by measurement: the increase of the peak resident 
 (:class:`pyro_razor.inference.TrainingStep`, CPU, glibc's default allocator) after one warm-up
 step and ``malloc_trim``. The paper's Table 1 network (2-200-200-1, 20 particles, 28 points,
 float32): learned with ``S = 200`` and 5 Euler steps 92 MiB (estimate 91), with 20 Euler
-steps 135 MiB (estimate 138); vanilla with 20 Euler steps 60-68 MiB (estimate 38: what
-the vanilla step adds beyond its ``P x points`` rows is not modelled). The configurations of
-``tests/test_reliability.py`` (one thread): 2-200-200-1, ``S = 128``, 4 particles, 80 points,
-10 Euler steps: 73 MB (estimate 66); 2-128-128-128-1, ``S = 200``, 4 particles, 30 points, 4
-leapfrog steps: 69 MB (55); vanilla 2-200-200-1, 4 particles, 80 points, 20 Euler steps:
-22 MB (13). (Before the fast path the learned Table 1 step kept every layer's activations:
-17 GiB at 20 Euler steps.)
+steps 135 MiB (estimate 138). The configurations of ``tests/test_reliability.py`` (one
+thread): blocked, 2-200-200-1, ``S = 128``, 4 particles, 80 points, 10 Euler steps: 84 MB
+(estimate 66); plain, 2-64-64-1, ``S = 16``, 80 points, 5 Euler steps: 31 MB (34); plain
+vanilla 2-200-200-1, 4 particles, 80 points, 20 Euler steps: 53 MB (57). (Before the fast
+path the learned Table 1 step kept every layer's activations: 17 GiB at 20 Euler steps.)
 
 :func:`available_memory` is what a run may use: on CUDA the device's free memory
 (``torch.cuda.mem_get_info``), elsewhere Linux's ``MemAvailable`` (``/proc/meminfo``), else
@@ -53,11 +55,12 @@ from dataclasses import dataclass
 
 import torch
 
-from pyro_razor.models.fast_gradient import BLOCK_ROWS
+from pyro_razor.models.fast_gradient import BLOCK_ROWS, BLOCKED_FROM_BYTES
 
 __all__ = [
     "ACTIVATION_CONSTANT",
     "BLOCK_CONSTANT",
+    "PLAIN_ACTIVATION_CONSTANT",
     "CHECKPOINT_SUBSTEPS",
     "HEAP_PER_STEP",
     "HEAP_SUBSTEPS",
@@ -73,6 +76,11 @@ ACTIVATION_CONSTANT = 3.5
 """Values kept per evaluated point and phase dimension of one vector-field evaluation in the
 backward graph (the symmetrised points, the network gradient and its average); measured, see
 the module docstring."""
+
+PLAIN_ACTIVATION_CONSTANT = 5.0
+"""The same for plain autograd, per point and unit (``sum hidden + M``): calibrated on fifteen
+configurations before the fast path existed (measured / estimated 0.72-1.29; the table is in
+this module's history, commit ddc2a00)."""
 
 BLOCK_CONSTANT = 10.0
 """Block tensors alive per hidden layer (plus one) and block row and unit of the widest layer
@@ -186,9 +194,12 @@ def estimate_memory(
     values = _guide_values(shapes, guide, guide_rank) + num_quantities * (M * M + M)
     S = tau_samples if num_quantities > 0 else 1
     points = particles * S * batch_points
-    per_eval = ACTIVATION_CONSTANT * points * M
-    block = (BLOCK_CONSTANT * (len(hidden) + 1) * min(BLOCK_ROWS, points)
-             * max(hidden, default=0))
+    width = max(hidden, default=0)
+    if points * width * dtype_bytes >= BLOCKED_FROM_BYTES:  # the blocked fast path
+        per_eval = ACTIVATION_CONSTANT * points * M
+        block = BLOCK_CONSTANT * (len(hidden) + 1) * min(BLOCK_ROWS, points) * width
+    else:  # plain autograd keeps every layer's activations
+        per_eval, block = PLAIN_ACTIVATION_CONSTANT * points * (sum(hidden) + M), 0
     evals_per_step = EVALUATIONS_PER_STEP[integrator]
     evals = evals_per_step * integrator_steps
     if checkpoint_steps:
