@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pyro_razor.models.fast_gradient import BLOCK_ROWS, BLOCKED_FROM_BYTES
+from pyro_razor.models.fast_gradient import BLOCK_ROWS, takes_blocked_path
 
 __all__ = [
     "ACTIVATION_CONSTANT",
@@ -195,7 +195,7 @@ def estimate_memory(
     S = tau_samples if num_quantities > 0 else 1
     points = particles * S * batch_points
     width = max(hidden, default=0)
-    if points * width * dtype_bytes >= BLOCKED_FROM_BYTES:  # the blocked fast path
+    if takes_blocked_path(points, width, dtype_bytes):  # the blocked fast path
         per_eval = ACTIVATION_CONSTANT * points * M
         block = BLOCK_CONSTANT * (len(hidden) + 1) * min(BLOCK_ROWS, points) * width
     else:  # plain autograd keeps every layer's activations

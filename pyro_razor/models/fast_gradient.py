@@ -49,9 +49,19 @@ from collections.abc import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from pyro_razor.models.networks import Activation, mlp_value_and_input_gradient
+from pyro_razor.models.networks import (
+    Activation,
+    gradient_pass,
+    mlp_value_and_input_gradient,
+)
 
-__all__ = ["BLOCKED_FROM_BYTES", "BLOCK_ROWS", "MLPInputGradient", "mlp_input_gradient"]
+__all__ = [
+    "BLOCKED_FROM_BYTES",
+    "BLOCK_ROWS",
+    "MLPInputGradient",
+    "mlp_input_gradient",
+    "takes_blocked_path",
+]
 
 #: Rows (weight samples x points) per block: 2048 rows of a 200-wide layer are 1.6 MB in
 #: float32, so the dozen live block tensors stay in a 2-4 MB L2 / the L3 cache while GEMMs on
@@ -64,12 +74,10 @@ BLOCK_ROWS = 2048
 BLOCKED_FROM_BYTES = 16 * 2**20
 
 
-def _split(weights: Sequence[torch.Tensor]) -> tuple[list, list, torch.Tensor]:
-    """``W_j (P, out, in)`` and ``b_j (P, 1, out)`` of the hidden layers, and the output
-    weights ``w (P, 1, H)``."""
-    Ws = [w[:, :, :-1] for w in weights[:-1]]
-    bs = [w[:, None, :, -1] for w in weights[:-1]]
-    return Ws, bs, weights[-1][:, :, :-1]
+def takes_blocked_path(rows: int, width: int, itemsize: int) -> bool:
+    """Whether :func:`mlp_input_gradient` uses the blocked path for ``rows`` points (all weight
+    samples together) through layers at most ``width`` wide (:data:`BLOCKED_FROM_BYTES`)."""
+    return rows * width * itemsize >= BLOCKED_FROM_BYTES
 
 
 def _blocks(P: int, N: int) -> list[tuple[slice, slice]]:
@@ -83,28 +91,12 @@ def _blocks(P: int, N: int) -> list[tuple[slice, slice]]:
     return [(slice(p, min(p + step, P)), slice(0, N)) for p in range(0, P, step)]
 
 
-def _gradient_pass(activation: Activation, z, Ws, bs, w_out):
-    """One block's forward and gradient pass: ``v (p, n, M)`` and per hidden layer
-    ``(a_j, h_j, c_j, g_j)``."""
-    layers, h = [], z
-    for W, b in zip(Ws, bs, strict=True):
-        a = torch.baddbmm(b, h, W.transpose(1, 2))
-        h = activation.fn(a)
-        layers.append([a, h])
-    c = w_out
-    for j in range(len(Ws) - 1, -1, -1):
-        a, h = layers[j]
-        g = activation.scale_by_derivative(c, a, h)
-        layers[j] += [c, g]
-        c = torch.bmm(g, Ws[j])
-    return c, layers
-
-
-def _block_backward(activation: Activation, z, u, Ws, bs, w_out, grad_W, grad_b, grad_w_out):
-    """Recompute one block and return ``dL/dz``; add its weight gradients into
-    ``grad_W[j]`` ``(p, out, in)``, ``grad_b[j]`` ``(p, out)`` and ``grad_w_out`` ``(p, 1, H)``
-    (views of the full accumulators)."""
-    _, layers = _gradient_pass(activation, z, Ws, bs, w_out)
+def _block_backward(activation: Activation, z, u, weights, grad_W, grad_b, grad_w_out):
+    """Recompute one block (``weights`` sliced to its weight samples) and return ``dL/dz``;
+    add its weight gradients into ``grad_W[j]`` ``(p, out, in)``, ``grad_b[j]`` ``(p, out)``
+    and ``grad_w_out`` ``(p, 1, H)`` (views of the full accumulators)."""
+    _, layers = gradient_pass(weights, z, activation)
+    Ws = [w[:, :, :-1] for w in weights[:-1]]
     L = len(Ws)
     e, q, t_prev = torch.bmm(u, Ws[0].transpose(1, 2)), [], u
     for j, (a, h, c, g) in enumerate(layers):
@@ -134,32 +126,29 @@ class MLPInputGradient(torch.autograd.Function):
     def forward(ctx, activation: Activation, z: torch.Tensor, *weights: torch.Tensor):
         ctx.activation = activation
         ctx.save_for_backward(z, *weights)
-        Ws, bs, w_out = _split(weights)
         P, N, _ = z.shape
-        if not Ws:  # a linear F: the gradient is w everywhere
-            return w_out.expand(-1, N, -1).clone()
+        if len(weights) == 1:  # a linear F: the gradient is w everywhere
+            return weights[0][:, :, :-1].expand(-1, N, -1).clone()
         v = z.new_empty(z.shape)
         for ps, ns in _blocks(P, N):
-            v[ps, ns] = _gradient_pass(activation, z[ps, ns], [W[ps] for W in Ws],
-                                       [b[ps] for b in bs], w_out[ps])[0]
+            v[ps, ns] = gradient_pass([w[ps] for w in weights], z[ps, ns], activation)[0]
         return v
 
     @staticmethod
     @once_differentiable
     def backward(ctx, u: torch.Tensor):
         z, *weights = ctx.saved_tensors
-        Ws, bs, w_out = _split(weights)
-        if not Ws:
+        if len(weights) == 1:
             return (None, None, *_linear_weight_grads(weights, u))
         P, N, _ = z.shape
-        grad_W = [torch.zeros_like(W) for W in Ws]
-        grad_b = [torch.zeros_like(b[:, 0]) for b in bs]
-        grad_w_out = torch.zeros_like(w_out)
+        grad_W = [torch.zeros_like(w[:, :, :-1]) for w in weights[:-1]]
+        grad_b = [torch.zeros_like(w[:, :, -1]) for w in weights[:-1]]
+        grad_w_out = torch.zeros_like(weights[-1][:, :, :-1])
         grad_z = torch.empty_like(z)
         for ps, ns in _blocks(P, N):
             grad_z[ps, ns] = _block_backward(
-                ctx.activation, z[ps, ns], u[ps, ns], [W[ps] for W in Ws], [b[ps] for b in bs],
-                w_out[ps], [g[ps] for g in grad_W], [g[ps] for g in grad_b], grad_w_out[ps],
+                ctx.activation, z[ps, ns], u[ps, ns], [w[ps] for w in weights],
+                [g[ps] for g in grad_W], [g[ps] for g in grad_b], grad_w_out[ps],
             )
         grads = [torch.cat([gW, gb[:, :, None]], dim=-1)
                  for gW, gb in zip(grad_W, grad_b, strict=True)]
@@ -189,6 +178,6 @@ def mlp_input_gradient(
             f"{tuple(z.shape)}"
         )
     width = max(w.shape[1] for w in weights)
-    if z.shape[0] * z.shape[1] * width * z.element_size() < BLOCKED_FROM_BYTES:
+    if not takes_blocked_path(z.shape[0] * z.shape[1], width, z.element_size()):
         return mlp_value_and_input_gradient(weights, z, activation)[1]
     return MLPInputGradient.apply(activation, z, *weights)

@@ -29,6 +29,7 @@ __all__ = [
     "Activation",
     "BayesianMLP",
     "get_activation",
+    "gradient_pass",
     "mlp_value_and_input_gradient",
 ]
 
@@ -124,6 +125,35 @@ def get_activation(name: str, alpha: float = 1.0) -> Activation:
     return ACTIVATIONS[name](alpha) if name == "elu" else ACTIVATIONS[name]()
 
 
+def gradient_pass(
+    weights: Sequence[torch.Tensor], z: torch.Tensor, activation: Activation
+) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+    """The forward pass through the hidden layers and the explicit gradient pass back.
+
+    Args:
+        weights: per layer ``(P, out_l, in_l + 1)`` matrices ``[W_l b_l]``; the last has
+            ``out = 1``.
+        z: ``(P, B, in_0)`` inputs.
+        activation: hidden-layer activation.
+
+    Returns:
+        ``grad`` ``(P, B, in_0)`` (``(P, 1, in_0)`` for a linear network: the same everywhere)
+        and per hidden layer ``[a_l, h_l, c_l, g_l]``: pre-activation, activation, the
+        back-propagated output weights and ``g_l = c_l * act'(a_l)``.
+    """
+    h, layers = z, []
+    for W in weights[:-1]:
+        a = torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
+        h = activation.fn(a)
+        layers.append([a, h])
+    grad = weights[-1][:, :, :-1]  # (P, 1, H): d value / d h, broadcast over the B points
+    for W, layer in zip(reversed(weights[:-1]), reversed(layers), strict=True):
+        g = activation.scale_by_derivative(grad, *layer)
+        layer += [grad, g]
+        grad = torch.bmm(g, W[:, :, :-1])
+    return grad, layers
+
+
 def mlp_value_and_input_gradient(
     weights: Sequence[torch.Tensor], z: torch.Tensor, activation: Activation
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,17 +168,10 @@ def mlp_value_and_input_gradient(
     Returns:
         ``(value, grad)`` of shapes ``(P, B)`` and ``(P, B, in_0)``.
     """
-    h = z
-    layers = []  # (a_l, h_l) of every hidden layer, for the gradient pass
-    for W in weights[:-1]:
-        a = torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
-        h = activation.fn(a)
-        layers.append((a, h))
+    grad, layers = gradient_pass(weights, z, activation)
+    h = layers[-1][1] if layers else z
     last = weights[-1]  # (P, 1, H + 1)
     value = (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
-    grad = last[:, :, :-1]  # (P, 1, H): d value / d h, broadcast over the B points
-    for W, (a, h) in zip(reversed(weights[:-1]), reversed(layers), strict=True):
-        grad = torch.bmm(activation.scale_by_derivative(grad, a, h), W[:, :, :-1])
     if grad.shape[1] != z.shape[1]:  # a linear network: the gradient is the same everywhere
         grad = grad.expand(-1, z.shape[1], -1)
     return value, grad
