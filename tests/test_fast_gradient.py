@@ -126,3 +126,28 @@ def test_small_problems_take_plain_autograd_and_large_ones_the_blocked_path(monk
     large = mlp_input_gradient(weights, torch.randn(3, 10, 4, dtype=DT), act)
     assert "MLPInputGradient" not in type(small.grad_fn).__name__
     assert "MLPInputGradient" in type(large.grad_fn).__name__
+
+
+def test_gradient_pass_layers_satisfy_their_definitions():
+    """``gradient_pass``'s per-layer ``[a, h, c, g]``: ``h = act(a)``, ``g = c act'(a)``,
+    ``c_{L-1} = w`` and ``c_{j-1} = g_j W_j``; its gradient is the plain path's."""
+    from pyro_razor.models.networks import gradient_pass
+
+    act = get_activation("tanh")
+    weights = [w.detach() for w in _weights((3, 6, 5, 1), 2)]
+    z = torch.randn(2, 4, 3, dtype=DT)
+    grad, layers = gradient_pass(weights, z, act)
+    for a, h, c, g in layers:
+        torch.testing.assert_close(h, act.fn(a))
+        torch.testing.assert_close(g, c * act.derivative(a, h))
+    torch.testing.assert_close(layers[-1][2], weights[-1][:, :, :-1])
+    torch.testing.assert_close(layers[0][2], layers[1][3] @ weights[1][:, :, :-1])
+    torch.testing.assert_close(grad, mlp_value_and_input_gradient(weights, z, act)[1])
+
+
+def test_takes_blocked_path_compares_the_layer_tensor_with_the_threshold(monkeypatch):
+    from pyro_razor.models.fast_gradient import takes_blocked_path
+
+    monkeypatch.setattr(fast_gradient, "BLOCKED_FROM_BYTES", 16 * 2**20)  # the default
+    rows = 16 * 2**20 // (200 * 4)  # 20971 rows of a 200-wide float32 layer
+    assert takes_blocked_path(rows, 200, 4) and not takes_blocked_path(rows - 1, 200, 4)
