@@ -149,5 +149,6 @@ def test_takes_blocked_path_compares_the_layer_tensor_with_the_threshold(monkeyp
     from pyro_razor.models.fast_gradient import takes_blocked_path
 
     monkeypatch.setattr(fast_gradient, "BLOCKED_FROM_BYTES", 16 * 2**20)  # the default
-    rows = 16 * 2**20 // (200 * 4)  # 20971 rows of a 200-wide float32 layer
-    assert takes_blocked_path(rows, 200, 4) and not takes_blocked_path(rows - 1, 200, 4)
+    rows = 16 * 2**20 // (256 * 4)  # 16384 rows of a 256-wide float32 layer: exactly 16 MiB
+    assert takes_blocked_path(rows, 256, 4) and not takes_blocked_path(rows - 1, 256, 4)
+    assert not takes_blocked_path(rows, 256, 2)  # half the bytes in a 2-byte dtype
