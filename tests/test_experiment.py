@@ -338,7 +338,12 @@ def test_build_model_variants_and_guides(cache):
     assert torch.allclose(oracle.generators(), system.generators(dtype=torch.float32))
     learned = build_model(config, "learned", system)
     assert learned.generators().shape == (1, 3, 3)
-    assert learned.dtype == torch.float32
+    assert learned.dtype == torch.float32 and not learned.tau_antithetic
+    from pyro_razor.configio import replace_path
+
+    paired = build_model(replace_path(config, "model.tau_antithetic", True), "oracle", system)
+    T = paired.transforms(4, num_draws=2)
+    assert torch.allclose(T[:, :2] @ T[:, 2:], torch.eye(3).expand(2, 2, 3, 3), atol=1e-5)
     for kind in ("matrix_normal", "auto_normal", "auto_lowrank", "auto_delta", "auto_diagonal"):
         pyro.clear_param_store()
         cfg = resolve_config(config)

@@ -65,6 +65,8 @@ class NoetherRazorModel(PyroModule):
             :class:`FixedQuantities`.
         measure: the measure ``mu(tau)``.
         tau_samples: ``S``, Monte-Carlo samples of the symmetrisation per model call.
+        tau_antithetic: draw the symmetry times in antithetic pairs ``(tau, -tau)`` (see
+            :meth:`transforms`).
         integrator: ``"euler"`` (the paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
         integrator_steps: sub-steps over ``dt`` (the paper: 20).
         checkpoint_steps: recompute each integrator sub-step during the backward pass
@@ -88,6 +90,7 @@ class NoetherRazorModel(PyroModule):
         quantities: LearnedQuantities | FixedQuantities | None = None,
         measure: SymmetryMeasure | None = None,
         tau_samples: int = 100,
+        tau_antithetic: bool = False,
         integrator: str = "euler",
         integrator_steps: int = 20,
         checkpoint_steps: bool = False,
@@ -118,6 +121,7 @@ class NoetherRazorModel(PyroModule):
         self.quantities = quantities
         self.measure = measure if measure is not None else SymmetryMeasure()
         self.tau_samples = int(tau_samples)
+        self.tau_antithetic = bool(tau_antithetic)
         self.integrator = integrator
         self.integrator_steps = int(integrator_steps)
         self.checkpoint_steps = bool(checkpoint_steps)
@@ -188,15 +192,29 @@ class NoetherRazorModel(PyroModule):
     def transforms(
         self, num_samples: int | None = None, num_draws: int = 1
     ) -> torch.Tensor | None:
-        """``(P, S, M+1, M+1)`` transforms ``expm(sum_k tau_psk G_k)``, ``tau ~ mu`` drawn
+        r"""``(P, S, M+1, M+1)`` transforms ``expm(sum_k tau_psk G_k)``, ``tau ~ mu`` drawn
         independently for each of the ``P = num_draws`` weight samples (``S = num_samples``,
-        default the model's), or ``None`` for the vanilla model."""
+        default the model's), or ``None`` for the vanilla model.
+
+        With ``tau_antithetic`` the second half of each weight sample's ``S`` times is the
+        negated first half (``tau_{p, s + S/2} = -tau_{ps}``; an odd ``S`` drops the last
+        negated one). Every measure offered is symmetric, so each ``tau`` is still distributed
+        as ``mu`` and eq. 5's estimate stays unbiased; and since ``E F(expm(tau G) x) =
+        F(x) + tau grad F . G x + O(|G|^2)``, the first-order term, zero in expectation but
+        the dominant noise while a generator is small, cancels within every pair.
+        """
         G = self.generators()
         if G is None:
             return None
         S = self.tau_samples if num_samples is None else num_samples
-        tau = self.measure.sample(num_draws * S, G.shape[0], dtype=G.dtype, device=G.device)
-        return flow_matrices(G, tau.reshape(num_draws, S, -1))
+        K = G.shape[0]
+        if not self.tau_antithetic:
+            tau = self.measure.sample(num_draws * S, K, dtype=G.dtype, device=G.device)
+            return flow_matrices(G, tau.reshape(num_draws, S, K))
+        half = (S + 1) // 2
+        tau = self.measure.sample(num_draws * half, K, dtype=G.dtype, device=G.device)
+        tau = tau.reshape(num_draws, half, K)
+        return flow_matrices(G, torch.cat([tau, -tau], dim=1)[:, :S])
 
     def init_loc_fn(self, site: dict) -> torch.Tensor:
         """Standard initial value for a weight site (for guides' ``init_loc_fn``)."""

@@ -234,6 +234,10 @@ class ModelConfig:
         checkpoint_steps: recompute each sub-step's activations in the backward pass
             (memory / sub-steps, ~30% more compute); needed for paper scale on a CPU.
         tau_samples: ``S``, symmetrisation samples per training step.
+        tau_antithetic: draw the symmetry times in antithetic pairs ``(tau, -tau)``: still
+            unbiased, and a small generator's first-order effect, zero in expectation,
+            cancels within each pair instead of dominating its gradient as noise (use an
+            even ``S``).
         measure: ``mu(tau)``: ``"ball"`` (unit L2 ball), ``"cube"`` (``[-1, 1]^K``) or
             ``"normal"``.
         measure_scale: factor multiplying ``tau`` (reference code: ``pi``).
@@ -255,6 +259,7 @@ class ModelConfig:
     integrator_steps: int = 20
     checkpoint_steps: bool = False
     tau_samples: int = 100
+    tau_antithetic: bool = False
     measure: Literal["ball", "cube", "normal"] = "ball"
     measure_scale: float = math.pi
     num_quantities: int = 1

@@ -67,6 +67,7 @@ def build_model(
         noise=NOISES[mc.noise](mc.noise_variance),
         measure=MEASURES[mc.measure](mc.measure_scale),
         tau_samples=mc.tau_samples,
+        tau_antithetic=mc.tau_antithetic,
         integrator=mc.integrator,
         integrator_steps=mc.integrator_steps,
         checkpoint_steps=mc.checkpoint_steps,
