@@ -371,3 +371,52 @@ def test_a_training_step_whose_predictions_blow_up_raises(monkeypatch):
     monkeypatch.setattr(step_module, "BLOW_UP_RATIO", 1e-30)
     with pytest.raises(FloatingPointError, match="the predictions blew up"):
         step(states, nxt)
+
+
+def test_is_scale_parameter_names_the_guides_scales_and_nothing_else():
+    """Every scale parameter of our guide and of AutoNormal is recognised; locs, eta and
+    hyper-parameters are not."""
+    from pyro_razor.inference.optim import is_scale_parameter
+
+    states, nxt = sho_transitions(T=3, points=3)
+    for make in (lambda m: MatrixNormalGuide(m, init_scale=1e-2), AutoNormal):
+        pyro.clear_param_store()
+        model = learned_model()
+        guide = make(model)
+        guide(states, nxt)
+        model(states, nxt)
+        names = list(pyro.get_param_store().keys())
+        scales = [n for n in names if is_scale_parameter(n)]
+        assert scales and all("scale" in n for n in scales), names
+        assert not any(is_scale_parameter(n) for n in names if "loc" in n or "quantities" in n)
+
+
+def test_lr_scale_moves_the_scales_by_their_own_rate():
+    """Adam's first step moves every parameter with a non-zero gradient by its learning rate
+    (m_hat / sqrt(v_hat) = sign(g)): with lr = 1e-3 and lr_scale = 5e-2 the largest change of
+    the guide's unconstrained scale parameters is 5e-2 and of its locs 1e-3 (to 1e-3
+    relative), and the history records both rates."""
+    from pyro_razor.inference.optim import is_scale_parameter
+    from pyro_razor.inference.step import TrainingStep
+
+    states, nxt = sho_transitions(T=4, points=3)
+    config = TrainConfig(epochs=3, lr=1e-3, lr_scale=5e-2, cosine_annealing=False)
+    pyro.clear_param_store()
+    model = learned_model()
+    guide = MatrixNormalGuide(model, init_scale=1e-2)
+    step = TrainingStep(model, guide, config, total_steps=3)
+    with pyro.poutine.block():
+        guide(states, nxt)
+    store = pyro.get_param_store()
+    names = [n for n in store.keys() if "quantities" not in n and "prior" not in n]
+    before = {n: store._params[n].detach().clone() for n in names}
+    step(states, nxt)
+    change = {n: float((store._params[n].detach() - before[n]).abs().max()) for n in names}
+    scale = max(v for n, v in change.items() if is_scale_parameter(n))
+    loc = max(v for n, v in change.items() if not is_scale_parameter(n))
+    assert scale == pytest.approx(5e-2, rel=1e-3) and loc == pytest.approx(1e-3, rel=1e-3)
+    result = train(model, guide, states, nxt, TrainConfig(epochs=2, lr=1e-3, lr_scale=5e-2),
+                   progress=False)
+    assert result.history[0]["lr_scale"] == pytest.approx(50 * result.history[0]["lr"])
+    with pytest.raises(ValueError, match="lr_scale must be positive"):
+        TrainConfig(lr_scale=0.0)

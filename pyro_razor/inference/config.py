@@ -25,6 +25,12 @@ class TrainConfig:
         lr: Adam learning rate of the guide (theta) parameters.
         lr_eta: learning rate of the conserved quantities ``eta``.
         lr_hyper: learning rate of learned prior variances.
+        lr_scale: learning rate of the guide's scale parameters (the matrix-normal guide's
+            Cholesky factors, AutoNormal's scales; see
+            :func:`~pyro_razor.inference.optim.is_scale_parameter`); ``None``: ``lr``. Adam
+            moves a log-scale by about its learning rate per step, so the posterior log-stds
+            can move by at most ``2 sum_t lr_scale_t`` over a run: raise it when the scale-cap
+            diagnostic says the KL is capped by the step budget.
         cosine_annealing: anneal every learning rate to 0 over all steps.
         eta_warmup_epochs: hold ``eta``'s learning rate at 0 for this many epochs, so the network
             is first fitted as a (near-)vanilla HNN and the conserved quantities then start
@@ -42,6 +48,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_eta: float = 1e-2
     lr_hyper: float = 1e-2
+    lr_scale: float | None = None
     cosine_annealing: bool = True
     eta_warmup_epochs: int = 0
     checkpoint_every: int = 0
@@ -60,6 +67,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be positive and finite, got {value}")
+        if self.lr_scale is not None and not (self.lr_scale > 0 and math.isfinite(self.lr_scale)):
+            raise ValueError(f"lr_scale must be positive and finite (or unset), got "
+                             f"{self.lr_scale}")
         if not 0 <= self.eta_warmup_epochs < self.epochs:
             raise ValueError(
                 f"eta_warmup_epochs must be in [0, epochs = {self.epochs}), got "

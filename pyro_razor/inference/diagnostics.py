@@ -34,8 +34,10 @@ def posterior_log_std(guide, sites: Sequence[str]) -> list[float] | None:
 
 
 def _cap(history: Sequence[dict], steps_per_epoch: int, start: int, stop: int) -> float:
-    """``2 sum_t lr_t`` over the steps of epochs ``start+1 .. stop`` (history indices)."""
-    return 2.0 * steps_per_epoch * sum(r["lr"] for r in history[start + 1 : stop + 1])
+    """``2 sum_t lr_t`` over the steps of epochs ``start+1 .. stop`` (history indices), with the
+    scale parameters' learning rate (``lr_scale``; histories without it: ``lr``)."""
+    return 2.0 * steps_per_epoch * sum(r.get("lr_scale", r["lr"])
+                                       for r in history[start + 1 : stop + 1])
 
 
 def capped_scale_layers(
@@ -48,7 +50,7 @@ def capped_scale_layers(
     layer that moved fast at first and then settled is not flagged).
 
     Args:
-        history: per-epoch records with ``lr`` and ``log_std<l>`` keys.
+        history: per-epoch records with ``lr`` (or ``lr_scale``) and ``log_std<l>`` keys.
         steps_per_epoch: SVI steps per epoch.
 
     Returns:
@@ -88,5 +90,5 @@ def capped_scale_message(flagged: Sequence[dict]) -> str | None:
     return (
         f"posterior scales still moving at the optimiser's maximum rate at the end of the run: "
         f"{parts}; the KL is capped by the step budget, not set by the data. Start the scales "
-        "nearer their converged size ([guide] init_scale), or raise lr or epochs"
+        "nearer their converged size ([guide] init_scale), or raise [train] lr_scale or epochs"
     )

@@ -3,9 +3,11 @@ and the ELBO estimator.
 
 Parameters fall into three groups (:meth:`~pyro_razor.models.NoetherRazorModel.param_group`):
 the guide's (``theta``), the conserved quantities ``eta`` and the hyper-parameters, each with
-its own learning rate. Every group runs on one :class:`torch.optim.lr_scheduler.LambdaLR`
-schedule, :func:`learning_rate_factor`: cosine-annealed to 0 over all steps (or constant), with
-an optional warm-up of ``eta`` at learning rate 0.
+its own learning rate; with ``lr_scale`` set, the guide's scale parameters
+(:func:`is_scale_parameter`) form a fourth group, ``scale``. Every group runs on one
+:class:`torch.optim.lr_scheduler.LambdaLR` schedule, :func:`learning_rate_factor`:
+cosine-annealed to 0 over all steps (or constant), with an optional warm-up of ``eta`` at
+learning rate 0.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro_razor.inference.config import TrainConfig
 from pyro_razor.models.razor import MAX_PLATE_NESTING, NoetherRazorModel
 
-__all__ = ["GroupAdam", "learning_rate_factor", "make_elbo", "make_optimizer"]
+__all__ = [
+    "GroupAdam",
+    "is_scale_parameter",
+    "learning_rate_factor",
+    "make_elbo",
+    "make_optimizer",
+]
 
 
 def make_elbo(config: TrainConfig):
@@ -52,15 +60,32 @@ def learning_rate_factor(step: int, total_steps: int, cosine: bool, warmup_steps
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
 
 
+SCALE_PREFIXES = ("scale", "cov_factor")
+"""Name parts that mark a guide's scale parameters: ``scale_tril_rows`` / ``scale_tril_cols``
+(:class:`~pyro_razor.guides.MatrixNormalGuide`), ``scales`` (AutoNormal), ``scale`` and
+``cov_factor`` (AutoDiagonalNormal, AutoLowRankMultivariateNormal), ``scale_tril``
+(AutoMultivariateNormal)."""
+
+
+def is_scale_parameter(name: str) -> bool:
+    """Whether the param-store ``name`` is one of a guide's scale parameters (a dot-separated
+    part starts with one of :data:`SCALE_PREFIXES`)."""
+    return any(part.startswith(SCALE_PREFIXES) for part in name.split("."))
+
+
 def make_optimizer(model: NoetherRazorModel, config: TrainConfig, total_steps: int,
                    eta_warmup_steps: int = 0):
     """Adam with per-group learning rates (theta / eta / hyper), each on the schedule of
     :func:`learning_rate_factor` (stepped by ``optimizer.step()`` after every SVI step); ``eta``
-    waits ``eta_warmup_steps`` before it moves."""
-    rates = {"theta": config.lr, "eta": config.lr_eta, "hyper": config.lr_hyper}
+    waits ``eta_warmup_steps`` before it moves; with ``config.lr_scale`` the guide's scale
+    parameters run at that rate (group ``scale``)."""
+    rates = {"theta": config.lr, "eta": config.lr_eta, "hyper": config.lr_hyper,
+             "scale": config.lr if config.lr_scale is None else config.lr_scale}
 
     def per_param(name: str) -> dict:
         group = model.param_group(name)
+        if group == "theta" and config.lr_scale is not None and is_scale_parameter(name):
+            group = "scale"
         return {"lr": rates[group], "betas": (0.9, 0.999), "group": group}
 
     def schedule(optimizer: GroupAdam) -> torch.optim.lr_scheduler.LambdaLR:

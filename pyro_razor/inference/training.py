@@ -173,6 +173,7 @@ def train(
             raise _stopped(exc, epoch + 1, checkpoint, saved_epoch, description) from None
         record = _epoch_record(epoch, records, N, time.perf_counter() - epoch_start)
         record["lr"] = _current_lr(step.optimizer, config)
+        record["lr_scale"] = _current_lr(step.optimizer, config, "scale")
         for l, value in enumerate(posterior_log_std(guide, model.weight_sites) or []):
             record[f"log_std{l}"] = value
         history.append(record)
@@ -237,9 +238,12 @@ def _postfix(record: dict) -> dict[str, str]:
     }
 
 
-def _current_lr(optimizer, config: TrainConfig) -> float:
-    """The theta learning rate now (on its schedule), for the history."""
+def _current_lr(optimizer, config: TrainConfig, group: str = "theta") -> float:
+    """The learning rate of ``group`` (``"theta"`` or ``"scale"``) now, on its schedule, for
+    the history (the scale parameters run at theta's rate unless ``lr_scale`` is set)."""
+    base = config.lr if group == "theta" or config.lr_scale is None else config.lr_scale
+    wanted = group if group == "theta" or config.lr_scale is not None else "theta"
     for scheduler in optimizer.optim_objs.values():
-        if scheduler.optimizer.group == "theta":
-            return float(scheduler.get_last_lr()[0]) / scheduler.base_lrs[0] * config.lr
-    return config.lr
+        if scheduler.optimizer.group == wanted:
+            return float(scheduler.get_last_lr()[0]) / scheduler.base_lrs[0] * base
+    return base
