@@ -80,6 +80,7 @@ def test_paper_configs_match_appendix_c():
     assert math.isclose(t1.model.measure_scale, math.pi, rel_tol=1e-15)
     assert (t1.train.num_particles, t1.train.batch_size, t1.train.epochs) == (20, None, 2000)
     assert t1.data.n_transitions == 28 and t1.model.num_quantities == 1
+    assert t1.train.lr == 0.001 and t1.train.lr_scale == 0.01
     for n in range(1, 6):
         t2 = load_experiment(EXPERIMENTS / f"table2_oscillators_n{n}.toml")
         assert dict(t2.data.system_params) == {"n": n}
