@@ -53,10 +53,10 @@ def test_table2_oscillators_n2_quick_recovers_u2(tmp_path):
 def test_table3_nbody_quick_learned_beats_vanilla_in_the_orbit_span(tmp_path):
     """~12 min of training (vanilla and learned): what RESULTS.md reports for seed 0. The learned
     model has the lower -ELBO/N and the lower MSE on the test, moved and wider sets, and its 7
-    leading directions are parallel (> 0.8; measured 0.89-0.999 on seed 0 and >= 0.85 on seeds
-    1-2, chance level 0.28) to the 7 true generators' span. The number of significant directions
-    is reported, not asserted: at this scale 1-2 of the 7 move the data by more than the
-    threshold."""
+    leading directions are parallel (> 0.9; measured 0.923-1.000 on seed 0 and >= 0.929 on
+    seeds 1-2, chance level 0.28) to the 7 true generators' span. The number of significant
+    directions is reported, not asserted: at this scale 2 of the 7 move the data by more than
+    the threshold."""
     summary = _run("table3_nbody_quick", tmp_path, ("vanilla", "learned"))
     vanilla, learned = summary["variants"]["vanilla"], summary["variants"]["learned"]
     assert learned["neg_elbo_per_n"] < vanilla["neg_elbo_per_n"]
@@ -66,6 +66,6 @@ def test_table3_nbody_quick_learned_beats_vanilla_in_the_orbit_span(tmp_path):
         (tmp_path / "table3_nbody_quick" / "learned" / "symmetry.json").read_text()
     )
     assert symmetry["true_dim"] == 7
-    assert min(symmetry["parallelness"][:7]) > 0.8
+    assert min(symmetry["parallelness"][:7]) > 0.9
     assert symmetry["parallelness"][0] > 0.99
     assert symmetry["n_significant"] >= 1
