@@ -1,0 +1,312 @@
+r"""Direct discovery: the conserved subspace of a feature library, with a calibrated count.
+
+A quantity ``C(x) = c^T phi(x)`` (``phi``: :class:`~pyro_razor.discovery.features.MonomialFeatures`
+of the standardised states) is conserved when it is constant along every trajectory and
+varies across them (Kaiser, Kutz & Brunton 2018). With ``phi_bt`` the features of state ``t`` of
+trajectory ``b`` and ``J_bt`` their Jacobian, everything is a quadratic form in ``c``:
+
+- within-trajectory scatter ``W = sum_bt (phi_bt - mean_b phi)(...)^T``;
+- the scatter observation noise ``Sigma`` alone would give a conserved ``C``,
+  ``N = sum_bt (1 - 1/n_b) J_bt Sigma J_bt^T`` (noise from :mod:`~pyro_razor.discovery.noise`,
+  ``N_hi`` / ``N_lo`` from its high / low estimate);
+- the scatter a non-conserved ``C`` with a gradient of the same size would show, ``P = (1/M)
+  sum_bt (|x_bt - mean_b x|^2 - (1 - 1/n_b) tr Sigma)_+ J_bt J_bt^T``;
+- the total scatter ``T`` about the mean of all states and its noise part ``N_T``.
+
+Three counts, each from a stated test at level ``alpha`` (default 0.05):
+
+1. ``D`` — directions **constant on all the data** (not only along trajectories): the
+   largest ``k`` with the ``k``-th generalised eigenvalue of ``(T, N_T)`` below
+   :func:`~pyro_razor.discovery.calibration.max_eigenvalue_quantile` ``(k, nu_T)``. Such a
+   direction cannot be told apart from a coincidence of the data (all runs at zero total
+   momentum, a window too short for anything to move); the next two counts are taken on the
+   complement of these ``D`` directions.
+2. ``U`` — the most quantities the data **allow**: the largest ``k`` such that the ``k``
+   smallest within/noise ratios (generalised eigenvalues ``lambda_k`` of ``(W, N_hi)``) are all
+   within noise, ``lambda_j <= w_j(nu_j)`` for ``j <= k``, with ``w_j`` the ``1 - alpha``
+   quantile of ``lambda_max(Wishart_j(nu)/nu)`` and ``nu_j`` the Satterthwaite degrees of
+   freedom of the first ``j`` directions. A true ``k``-dimensional conserved subspace passes
+   with probability at least ``1 - alpha`` (Courant-Fischer), so ``U`` misses a law with
+   probability at most ``alpha``.
+3. ``L`` — the quantities the data **show**: the number of directions whose within scatter is
+   below ``tolerance^2 P + m N_lo``, i.e. smaller than what the low noise estimate
+   necessarily produces (``m``: the ``alpha`` quantile of ``lambda_min(Wishart_F(nu)/nu)``,
+   simultaneous over all ``F`` directions) plus a drift of ``tolerance`` (default 1 %) of the
+   quantity's potential variation. A quantity that drifts by more than that is claimed with
+   probability at most ``alpha``, for all directions together (family-wise, hence also
+   false-discovery, control).
+
+When the noise cannot be resolved from the motion (too few points per trajectory: the low and
+high noise estimates differ by more than a factor 2), passing test 2 says little, and only the
+leading directions whose noise allowance bounds their drift below the tolerance count as
+exactly conserved (``E <= U``, :func:`_exact_count`; ``E = U`` otherwise).
+
+Verdict: ``D = 0`` and ``L = U = E``: **determined**, that count. ``D = 0`` and ``L >= U``:
+``E`` conserved and ``L - E`` **approximately conserved** (drift certified below the
+tolerance, but not shown to be within the noise). Otherwise **undetermined**, with the range
+``[min(L, E), U + D]`` the data allow.
+
+Shapes: ``B`` trajectories, ``n_b`` points of trajectory ``b``, ``M`` phase dimension, ``F``
+features, ``r`` reported quantities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from pyro_razor.discovery.calibration import max_eigenvalue_quantile, min_eigenvalue_quantile
+from pyro_razor.discovery.features import MonomialFeatures
+from pyro_razor.discovery.noise import NoiseEstimate, estimate_noise, known_noise
+from pyro_razor.discovery.scatter import Scatter, scatter_matrices
+from pyro_razor.discovery.trajectories import as_trajectory_list
+from pyro_razor.systems.units import PhaseSpaceScaling, fit_scaling
+
+__all__ = ["DirectEstimate", "direct_estimate"]
+
+F64 = torch.float64
+SIGMA_FLOOR = 1e-8  # standardised units: integrator and rounding errors; keeps N definite
+
+
+@dataclass
+class DirectEstimate:
+    """The answer of :func:`direct_estimate`; :meth:`to_json` is its record.
+
+    Attributes:
+        status: ``"determined"``, ``"approximate"`` or ``"undetermined"``.
+        count: the number of conserved quantities (``None`` when undetermined).
+        range: ``(low, high)`` numbers of conserved quantities the data allow.
+        counts: ``{"D": .., "U": .., "L": ..}`` of the module docstring.
+        coefficients: ``(r, F)`` coefficients of the reported quantities in the standardised
+            feature basis, most conserved first: ``count`` (or ``range[1]``) of them, then any
+            approximately conserved ones.
+        kinds: per reported quantity ``"conserved"``, ``"approximate"`` or ``"undecided"``.
+        ratios: ``(F',)`` the spectrum ``lambda_k`` of ``(W, N_hi)`` on the complement of the
+            ``D`` constant directions, ascending (within scatter / noise-expected scatter).
+        thresholds: ``(F',)`` the ``w_k`` the ratios were tested against.
+        drifts: ``(F',)`` relative drift of each eigen-direction, ``sqrt((c^T W c - c^T N_lo
+            c)_+ / c^T P c)``, against ``tolerance``.
+        scaling: the standardisation of the states; features: the library.
+        noise: the noise used (standardised units).
+        settings: ``alpha``, ``tolerance``, degrees of freedom; seconds: wall time.
+    """
+
+    status: str
+    count: int | None
+    range: tuple[int, int]
+    counts: dict
+    coefficients: torch.Tensor
+    kinds: list[str]
+    ratios: torch.Tensor
+    thresholds: torch.Tensor
+    drifts: torch.Tensor
+    scaling: PhaseSpaceScaling
+    features: MonomialFeatures
+    noise: NoiseEstimate
+    settings: dict
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: the count (or range) and the test that gave it."""
+        a, tol = self.settings["alpha"], self.settings["tolerance"]
+        test = (f"level {a:g}, drift tolerance {tol:g}, {self.settings['noise_source']} noise; "
+                f"D={self.counts['D']} U={self.counts['U']} L={self.counts['L']}")
+        if self.status == "determined":
+            return f"direct estimate: {self.count} conserved ({test})"
+        if self.status == "approximate":
+            extra = self.range[1] - self.count
+            return (f"direct estimate: {self.count} conserved + {extra} approximately conserved "
+                    f"({test})")
+        return (f"direct estimate: undetermined, between {self.range[0]} and {self.range[1]} "
+                f"conserved ({test})")
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "count": self.count, "range": list(self.range),
+                "counts": self.counts, "kinds": self.kinds,
+                "coefficients": self.coefficients.tolist(), "ratios": self.ratios.tolist(),
+                "thresholds": self.thresholds.tolist(), "drifts": self.drifts.tolist(),
+                "noise": self.noise.to_json(), "settings": self.settings,
+                "seconds": self.seconds, "warnings": self.warnings, "summary": self.summary()}
+
+
+def _generalised_eigh(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending ``A v = lambda B v`` with ``v^T B v = 1``; ``B`` is symmetrised and floored."""
+    B = 0.5 * (B + B.T)
+    B = B + np.eye(B.shape[0]) * 1e-12 * max(float(np.trace(B)) / B.shape[0], 1e-300)
+    return scipy.linalg.eigh(0.5 * (A + A.T), B)
+
+
+def _satterthwaite(s: Scatter, V: np.ndarray, sigma: torch.Tensor, total: bool) -> np.ndarray:
+    """Effective degrees of freedom of the noise scatter along each column of ``V``."""
+    G = s.jacobians * sigma  # (N, F, M)
+    v = torch.einsum("pfm,fk->pkm", G, torch.from_numpy(V)).pow(2).sum(-1)  # (N, k)
+    a = s.total_weights if total else s.within_weights  # (N,)
+    return ((a[:, None] * v).sum(0).pow(2) / (a[:, None] * v.pow(2)).sum(0).clamp_min(1e-300)
+            ).numpy()
+
+
+def _leading_count(ratios: np.ndarray, nus: np.ndarray, alpha: float) -> tuple[int, list]:
+    """Largest ``k`` with ``ratios[j] <= w_j(min nu over the first j)`` for all ``j <= k``."""
+    thresholds, count, nu = [], 0, np.inf
+    for k in range(1, len(ratios) + 1):
+        nu = min(nu, float(nus[k - 1]))
+        w = max_eigenvalue_quantile(k, max(nu, 1.0), alpha)
+        thresholds.append(w)
+        if ratios[k - 1] > w:
+            break
+        count = k
+    return count, thresholds
+
+
+def _constant_directions(s: Scatter, sigma: torch.Tensor, alpha: float):
+    """``D``, the ``(F, D)`` constant directions and the ``(F, F - D)`` basis of their
+    complement.
+
+    Combinations that neither vary nor carry noise on the data (e.g. ``(p1 + p2)^2`` when
+    every run has ``p1 + p2 = 0``: its gradient vanishes there) are constant without a test.
+    """
+    T, N_T = s.total.numpy(), s.noise(sigma, total=True).numpy()
+    size, R = np.linalg.eigh(T / np.trace(T) + N_T / max(np.trace(N_T), 1e-300))
+    flat = size <= 1e-12 * size.max()
+    mu, V = _generalised_eigh(R[:, ~flat].T @ T @ R[:, ~flat], R[:, ~flat].T @ N_T @ R[:, ~flat])
+    V = R[:, ~flat] @ V
+    D, _ = _leading_count(mu, _satterthwaite(s, V, sigma, total=True), alpha)
+    return D + int(flat.sum()), np.concatenate([R[:, flat], V[:, :D]], axis=1), V[:, D:]
+
+
+def _claims(W, P, N_lo, nu: float, alpha: float, tolerance: float) -> tuple[int, float]:
+    """``L``: directions with within scatter below ``tolerance^2 P + m N_lo``; and ``m``."""
+    m = min_eigenvalue_quantile(W.shape[0], max(nu, 1.0), alpha)
+    bound = tolerance**2 * P + m * N_lo
+    return int((np.linalg.eigvalsh(0.5 * (W - bound + (W - bound).T)) < 0).sum()), m
+
+
+def _exact_count(U: int, thresholds, V, P, noise: NoiseEstimate, tolerance: float) -> int:
+    """How many of the ``U`` directions the data call *exactly* conserved.
+
+    When the noise is resolved (given, or the low and high estimates within a factor 2),
+    all ``U``. Otherwise (too few points per trajectory to separate noise from motion) only the
+    leading directions whose noise allowance already bounds their drift below the tolerance,
+    ``w_k / (v_k^T P v_k) <= tolerance^2`` (``v_k^T N_hi v_k = 1``).
+    """
+    if noise.given or bool((noise.low >= 0.5 * noise.high).all()):
+        return U
+    allowed = np.asarray(thresholds[:U]) / np.clip(np.einsum("fk,fg,gk->k", V[:, :U], P,
+                                                             V[:, :U]), 1e-300, None)
+    passing = allowed <= tolerance**2
+    return U if passing.all() else int(np.argmin(passing))
+
+
+def _verdict(D: int, U: int, exact: int, L: int) -> tuple[str, int | None, tuple[int, int]]:
+    if D == 0 and L >= U:
+        if exact == U and L == U:
+            return "determined", U, (U, U)
+        return "approximate", exact, (exact, L)
+    return "undetermined", None, (min(L, exact), U + D)
+
+
+def _noise(noise, trajectories, scaling: PhaseSpaceScaling, M: int) -> NoiseEstimate:
+    """The noise in standardised units: estimated, or the user's (in their units) rescaled."""
+    if noise is None:
+        return estimate_noise(trajectories)
+    given = known_noise(noise, M)
+    s = scaling.scale()
+    return NoiseEstimate(low=given.low / s, high=given.high / s, order=0, given=True)
+
+
+def _reported(status: str, count, span, C: np.ndarray, constant: np.ndarray, U: int):
+    """The reported directions ``(F, r)`` and their kinds, most conserved first."""
+    if status != "undetermined":
+        return C[:, :span[1]], ["conserved"] * count + ["approximate"] * (span[1] - count)
+    kinds = ["conserved"] * span[0] + ["undecided"] * (span[1] - span[0])
+    return np.concatenate([C[:, :U], constant], axis=1), kinds
+
+
+def _warnings(status: str, span, F: int, B: int, counts: dict) -> list[str]:
+    out = []
+    if span[1] >= F:
+        out.append(f"the data allow up to {span[1]} of the {F} possible quantities: nothing in "
+                   "them moves beyond the noise (window too short or noise too large?); give "
+                   "longer trajectories or the noise level (--noise)")
+    if counts["D"]:
+        out.append(f"{counts['D']} combination(s) take the same value on every trajectory, so "
+                   "whether they are conserved cannot be told from these data; vary the "
+                   "initial conditions")
+    if counts["exact"] < counts["U"]:
+        out.append("the noise could not be separated from the motion (too few points per "
+                   "trajectory): exact and approximate conservation cannot be told apart; give "
+                   "more points per trajectory or the noise level (--noise)")
+    if B < 4:
+        out.append(f"only {B} trajectories: conservation is judged against very few values")
+    return out
+
+
+def direct_estimate(
+    trajectories,
+    *,
+    alpha: float = 0.05,
+    noise=None,
+    tolerance: float = 0.01,
+    degree: int = 2,
+) -> DirectEstimate:
+    """Find the conserved subspace of the degree-``degree`` monomials and count it (module doc).
+
+    Args:
+        trajectories: ``(B, n, M)`` states, or a sequence of ``B`` arrays ``(n_b, M)`` of
+            unequal lengths; positions first (``M = 2d``), finite, ``n_b >= 2``.
+        alpha: the level of every test, in ``(0, 0.5)``.
+        noise: the observation noise's standard deviation in the data's units (one number, or
+            ``M``); ``None`` estimates it from the data (:mod:`~pyro_razor.discovery.noise`).
+        tolerance: the relative drift below which a quantity counts as (approximately)
+            conserved, in ``[0, 1)``.
+        degree: the degree of the monomial library (2: quadratic laws).
+
+    Returns:
+        The :class:`DirectEstimate`.
+    """
+    start = time.perf_counter()
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"direct_estimate: alpha must be in (0, 0.5), got {alpha!r}")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"direct_estimate: tolerance must be in [0, 1), got {tolerance!r}")
+    xs = as_trajectory_list(trajectories, "direct_estimate")
+    M = xs[0].shape[-1]
+    scaling = fit_scaling(torch.cat(xs))
+    zs = [scaling.to_scaled(x) for x in xs]
+    noise_used = _noise(noise, zs, scaling, M)
+    lo = noise_used.low.clamp_min(SIGMA_FLOOR)
+    hi = noise_used.high.clamp_min(SIGMA_FLOOR)
+    features = MonomialFeatures(M, degree)
+    s = scatter_matrices(zs, features)
+    D, constant, Q = _constant_directions(s, hi, alpha)
+    project = lambda X: Q.T @ X.numpy() @ Q  # noqa: E731
+    W, N_hi, N_lo, P = (project(s.within), project(s.noise(hi)), project(s.noise(lo)),
+                        project(s.potential(hi)))
+    ratios, V = _generalised_eigh(W, N_hi)
+    C = Q @ V  # (F, F'): eigen-directions in the feature basis
+    U, thresholds = _leading_count(ratios, _satterthwaite(s, C, hi, total=False), alpha)
+    nu_lo = float(_satterthwaite(s, C, lo, total=False).min())
+    L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance)
+    exact = _exact_count(U, thresholds, V, P, noise_used, tolerance)
+    status, count, span = _verdict(D, U, exact, L)
+    excess = np.clip(np.einsum("fk,fg,gk->k", V, W - N_lo, V), 0.0, None)
+    drifts = np.sqrt(excess / np.clip(np.einsum("fk,fg,gk->k", V, P, V), 1e-300, None))
+    reported, kinds = _reported(status, count, span, C, constant, U)
+    counts = {"D": D, "U": U, "L": L, "exact": exact}
+    settings = {"alpha": alpha, "tolerance": tolerance, "degree": degree,
+                "noise_source": "given" if noise_used.given else "estimated",
+                "nu_min": nu_lo, "noise_quantile_m": m, "features": features.num_features,
+                "trajectories": len(xs), "states": int(sum(x.shape[0] for x in xs))}
+    out = DirectEstimate(
+        status, count, span, counts, torch.from_numpy(np.ascontiguousarray(reported.T)),
+        kinds, torch.from_numpy(ratios), torch.tensor(thresholds + [float("nan")] * (
+            len(ratios) - len(thresholds)), dtype=F64), torch.from_numpy(drifts), scaling,
+        features, noise_used, settings,
+        warnings=_warnings(status, span, features.num_features, len(xs), counts))
+    out.seconds = time.perf_counter() - start
+    return out

@@ -1,0 +1,77 @@
+r"""Scatter matrices of features along and across trajectories (:mod:`.direct`'s quadratic forms).
+
+For features ``phi_bt`` (``(F,)``) of state ``t`` of trajectory ``b`` with Jacobians ``J_bt``
+(``(F, M)``), and a diagonal noise covariance ``Sigma = diag(sigma^2)``:
+
+- ``within = sum_bt (phi_bt - mean_b phi)(phi_bt - mean_b phi)^T``;
+- ``total = sum_bt (phi_bt - mean phi)(phi_bt - mean phi)^T`` over all states;
+- ``noise(sigma) = sum_bt a_bt J_bt Sigma J_bt^T`` with ``a_bt = 1 - 1/n_b`` (or ``1 - 1/N``
+  for ``total=True``): the expected scatter of pure observation noise (to first order);
+- ``potential(sigma) = (1/M) sum_bt (|x_bt - mean_b x|^2 - a_bt tr Sigma)_+ J_bt J_bt^T``: the
+  within scatter of a quantity whose gradient had no preferred direction relative to the
+  motion — the yardstick for "drifts by a fraction of what it could".
+
+Shapes: ``N`` states in all, ``F`` features, ``M`` phase dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pyro_razor.discovery.features import MonomialFeatures
+
+__all__ = ["Scatter", "scatter_matrices"]
+
+
+@dataclass(frozen=True)
+class Scatter:
+    """Scatter matrices of one data set (module docstring); all float64 CPU.
+
+    Attributes:
+        within, total: ``(F, F)``.
+        jacobians: ``(N, F, M)``.
+        deviations: ``(N,)`` squared distance of each state from its trajectory's mean state.
+        within_weights, total_weights: ``(N,)`` the ``a_bt`` of the noise scatter.
+    """
+
+    within: torch.Tensor
+    total: torch.Tensor
+    jacobians: torch.Tensor
+    deviations: torch.Tensor
+    within_weights: torch.Tensor
+    total_weights: torch.Tensor
+
+    def noise(self, sigma: torch.Tensor, total: bool = False) -> torch.Tensor:
+        """``(F, F)`` expected noise scatter for per-coordinate noise ``sigma (M,)``."""
+        a = self.total_weights if total else self.within_weights
+        G = self.jacobians * sigma
+        return torch.einsum("p,pfm,pgm->fg", a, G, G)
+
+    def potential(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``(F, F)`` the drift yardstick ``P`` for noise ``sigma (M,)``."""
+        M = self.jacobians.shape[-1]
+        motion = (self.deviations - self.within_weights * sigma.pow(2).sum()).clamp_min(0.0)
+        return torch.einsum("p,pfm,pgm->fg", motion / M, self.jacobians, self.jacobians)
+
+
+def scatter_matrices(trajectories: Sequence[torch.Tensor], features: MonomialFeatures) -> Scatter:
+    """The :class:`Scatter` of ``B`` float64 trajectories ``(n_b, M)`` in ``features``."""
+    states = torch.cat(list(trajectories))
+    lengths = torch.tensor([x.shape[0] for x in trajectories])
+    owner = torch.repeat_interleave(torch.arange(len(trajectories)), lengths)
+    phi, J = features(states)
+
+    def centred(values: torch.Tensor) -> torch.Tensor:
+        sums = torch.zeros(len(trajectories), values.shape[-1], dtype=values.dtype)
+        sums.index_add_(0, owner, values)
+        return values - (sums / lengths[:, None].to(values.dtype))[owner]
+
+    phi_w, phi_t = centred(phi), phi - phi.mean(dim=0)
+    deviations = centred(states).pow(2).sum(-1)
+    n = lengths[owner].to(states.dtype)
+    return Scatter(within=phi_w.T @ phi_w, total=phi_t.T @ phi_t, jacobians=J,
+                   deviations=deviations, within_weights=1.0 - 1.0 / n,
+                   total_weights=torch.full_like(n, 1.0 - 1.0 / states.shape[0]))
