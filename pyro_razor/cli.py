@@ -11,6 +11,7 @@
                      [--case NAME]...
     pyro-razor discover DATA [--dt DT] [--quantities K] [--names X,Y,..] [--out DIR]
                         [--epochs N] [--seed N] [--test-fraction F] [--device D]
+                        [--alpha A] [--noise SIGMA] [--tolerance T] [--no-razor]
 
 User errors (missing, invalid or damaged files, bad configs and output paths, an absent CUDA
 device, a missing checkpoint, a config too large for the memory, a diverged training) print one
@@ -45,6 +46,29 @@ def _int_at_least(minimum: int, wording: str):
 
 
 _positive_int = _int_at_least(1, "a positive integer")
+
+
+def _fraction(text: str) -> float:
+    """A number strictly between 0 and 0.5 (a test level or a relative tolerance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"need a number between 0 and 0.5, got {text!r}")
+    return value
+
+
+def _noise_level(text: str) -> float | list[float]:
+    """``SIGMA`` or ``S1,S2,...``: non-negative finite noise standard deviations."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = [float("nan")]
+    if not all(0.0 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(
+            f"need a noise std >= 0, or one per coordinate as S1,S2,..., got {text!r}")
+    return values[0] if len(values) == 1 else values
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
@@ -145,6 +169,17 @@ def _add_discover(sub) -> None:
     discover.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
     discover.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
                           help="share of trajectories held out when the file has no test set")
+    discover.add_argument("--alpha", type=_fraction, default=0.05, metavar="A",
+                          help="level of the direct estimate's tests (default 0.05): at most "
+                          "this chance of missing a law or of claiming a drifting quantity")
+    discover.add_argument("--noise", type=_noise_level, metavar="SIGMA",
+                          help="observation noise std in the data's units, one number or one "
+                          "per coordinate (X,Y,..); default: estimated from the data")
+    discover.add_argument("--tolerance", type=_fraction, default=0.05, metavar="T",
+                          help="relative drift below which a quantity counts as (approximately) "
+                          "conserved (default 0.05)")
+    discover.add_argument("--no-razor", action="store_true",
+                          help="the direct estimate alone (milliseconds, no training)")
     discover.add_argument("--device", metavar="DEVICE", default="cpu")
     discover.add_argument("--overwrite", action="store_true",
                           help="replace an earlier discovery in the output directory")
@@ -243,6 +278,7 @@ def _cmd_discover(args) -> int:
         args.data, args.out, progress=not args.no_progress, overwrite=args.overwrite,
         report=print, dt=args.dt, names=names, quantities=args.quantities, epochs=args.epochs,
         seed=args.seed, device=args.device, test_fraction=args.test_fraction,
+        alpha=args.alpha, noise=args.noise, tolerance=args.tolerance, razor=not args.no_razor,
     )
     return 0
 

@@ -93,6 +93,8 @@ class DirectEstimate:
         scaling: the standardisation of the states; features: the library.
         noise: the noise used (standardised units).
         settings: ``alpha``, ``tolerance``, degrees of freedom; seconds: wall time.
+        within, noise_scatter, potential: ``(F, F)`` the ``W``, ``N_hi`` and ``P`` of the
+            module docstring, to evaluate any quantity's statistics (:meth:`statistics`).
     """
 
     status: str
@@ -108,8 +110,21 @@ class DirectEstimate:
     features: MonomialFeatures
     noise: NoiseEstimate
     settings: dict
+    within: torch.Tensor | None = None
+    noise_scatter: torch.Tensor | None = None
+    potential: torch.Tensor | None = None
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+
+    def statistics(self, coefficients: torch.Tensor) -> dict:
+        """Per quantity ``(r, F)`` (standardised feature basis): ``ratio`` = within scatter /
+        noise-expected scatter (the statistic of test 2) and ``drift`` = sqrt(within /
+        potential), the relative drift (noise included) compared with the tolerance."""
+        c = coefficients.to(F64)
+        form = lambda X: torch.einsum("rf,fg,rg->r", c, X, c)  # noqa: E731
+        W = form(self.within).clamp_min(0.0)
+        return {"ratio": (W / form(self.noise_scatter).clamp_min(1e-300)).tolist(),
+                "drift": (W / form(self.potential).clamp_min(1e-300)).sqrt().tolist()}
 
     def summary(self) -> str:
         """One line: the count (or range) and the test that gave it."""
@@ -275,14 +290,34 @@ def direct_estimate(
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"direct_estimate: tolerance must be in [0, 1), got {tolerance!r}")
     xs = as_trajectory_list(trajectories, "direct_estimate")
-    M = xs[0].shape[-1]
     scaling = fit_scaling(torch.cat(xs))
     zs = [scaling.to_scaled(x) for x in xs]
-    noise_used = _noise(noise, zs, scaling, M)
-    lo = noise_used.low.clamp_min(SIGMA_FLOOR)
-    hi = noise_used.high.clamp_min(SIGMA_FLOOR)
-    features = MonomialFeatures(M, degree)
+    noise_used = _noise(noise, zs, scaling, xs[0].shape[-1])
+    features = MonomialFeatures(xs[0].shape[-1], degree)
     s = scatter_matrices(zs, features)
+    tests = _tests(s, noise_used, alpha, tolerance)
+    status, count, span = _verdict(*(tests["counts"][k] for k in ("D", "U", "exact", "L")))
+    reported, kinds = _reported(status, count, span, tests["C"], tests["constant"],
+                                tests["counts"]["U"])
+    settings = {"alpha": alpha, "tolerance": tolerance, "degree": degree,
+                "noise_source": "given" if noise_used.given else "estimated",
+                "nu_min": tests["nu"], "noise_quantile_m": tests["m"],
+                "features": features.num_features, "trajectories": len(xs),
+                "states": int(sum(x.shape[0] for x in xs))}
+    hi = noise_used.high.clamp_min(SIGMA_FLOOR)
+    out = DirectEstimate(
+        status, count, span, tests["counts"], torch.from_numpy(np.ascontiguousarray(reported.T)),
+        kinds, tests["ratios"], tests["thresholds"], tests["drifts"], scaling, features,
+        noise_used, settings, within=s.within, noise_scatter=s.noise(hi),
+        potential=s.potential(hi),
+        warnings=_warnings(status, span, features.num_features, len(xs), tests["counts"]))
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def _tests(s: Scatter, noise: NoiseEstimate, alpha: float, tolerance: float) -> dict:
+    """The three tests of the module docstring on one :class:`Scatter`."""
+    lo, hi = noise.low.clamp_min(SIGMA_FLOOR), noise.high.clamp_min(SIGMA_FLOOR)
     D, constant, Q = _constant_directions(s, hi, alpha)
     project = lambda X: Q.T @ X.numpy() @ Q  # noqa: E731
     W, N_hi, N_lo, P = (project(s.within), project(s.noise(hi)), project(s.noise(lo)),
@@ -292,21 +327,10 @@ def direct_estimate(
     U, thresholds = _leading_count(ratios, _satterthwaite(s, C, hi, total=False), alpha)
     nu_lo = float(_satterthwaite(s, C, lo, total=False).min())
     L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance)
-    exact = _exact_count(U, thresholds, V, P, noise_used, tolerance)
-    status, count, span = _verdict(D, U, exact, L)
+    exact = _exact_count(U, thresholds, V, P, noise, tolerance)
     excess = np.clip(np.einsum("fk,fg,gk->k", V, W - N_lo, V), 0.0, None)
     drifts = np.sqrt(excess / np.clip(np.einsum("fk,fg,gk->k", V, P, V), 1e-300, None))
-    reported, kinds = _reported(status, count, span, C, constant, U)
-    counts = {"D": D, "U": U, "L": L, "exact": exact}
-    settings = {"alpha": alpha, "tolerance": tolerance, "degree": degree,
-                "noise_source": "given" if noise_used.given else "estimated",
-                "nu_min": nu_lo, "noise_quantile_m": m, "features": features.num_features,
-                "trajectories": len(xs), "states": int(sum(x.shape[0] for x in xs))}
-    out = DirectEstimate(
-        status, count, span, counts, torch.from_numpy(np.ascontiguousarray(reported.T)),
-        kinds, torch.from_numpy(ratios), torch.tensor(thresholds + [float("nan")] * (
-            len(ratios) - len(thresholds)), dtype=F64), torch.from_numpy(drifts), scaling,
-        features, noise_used, settings,
-        warnings=_warnings(status, span, features.num_features, len(xs), counts))
-    out.seconds = time.perf_counter() - start
-    return out
+    padded = thresholds + [float("nan")] * (len(ratios) - len(thresholds))
+    return {"counts": {"D": D, "U": U, "L": L, "exact": exact}, "C": C, "constant": constant,
+            "ratios": torch.from_numpy(ratios), "thresholds": torch.tensor(padded, dtype=F64),
+            "drifts": torch.from_numpy(drifts), "nu": nu_lo, "m": m}

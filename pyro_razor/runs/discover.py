@@ -34,6 +34,8 @@ import torch
 
 from pyro_razor.analysis import learnable_dimension
 from pyro_razor.atomic import write_json, write_text
+from pyro_razor.discovery.direct import direct_estimate
+from pyro_razor.discovery.laws import direct_discovery
 from pyro_razor.discovery.report import Discovery, discover_quantities
 from pyro_razor.inference.config import TrainConfig
 from pyro_razor.plotting import plot_discovery
@@ -50,7 +52,7 @@ from pyro_razor.runs.rundir import RunDir
 from pyro_razor.runs.variants import load_variant
 from pyro_razor.systems import is_import_path
 
-__all__ = ["discovery_config", "discovery_text", "run_discovery"]
+__all__ = ["direct_stage", "discovery_config", "discovery_text", "run_discovery"]
 
 STEPS = 1500
 FULL_BATCH_TRANSITIONS = 4000
@@ -118,23 +120,58 @@ def discovery_config(
     )
 
 
+def direct_stage(config: ExperimentConfig, *, alpha: float = 0.05, noise=None,
+                 tolerance: float = 0.05) -> tuple[Discovery, dict]:
+    """The direct estimate (:mod:`~pyro_razor.discovery.direct`) on all of ``config``'s
+    trajectories (training and test, in the user's units): its Discovery and record."""
+    from pyro_razor.runs.data import RunData
+
+    data = RunData.load(config.data, "cpu", torch.float64)
+    trajectories = list(data.scaling.to_original(data.train))
+    if data.test.dim() == 3:
+        trajectories += list(data.scaling.to_original(data.test))
+    try:
+        estimate = direct_estimate(trajectories, alpha=alpha, noise=noise, tolerance=tolerance)
+    except ValueError as exc:  # e.g. a --noise list of the wrong length: one line, no traceback
+        raise RunError(str(exc)) from None
+    found = direct_discovery(estimate, data.names)
+    return found, {**found.to_json(), "seconds": estimate.seconds, "summary": found.verdict,
+                   "names": list(data.names)}
+
+
 def run_discovery(
     source: str, out_dir: str | os.PathLike | None = None, *, progress: bool = True,
-    overwrite: bool = False, report=None, **settings,
+    overwrite: bool = False, report=None, alpha: float = 0.05, noise=None,
+    tolerance: float = 0.05, razor: bool = True, **settings,
 ) -> Discovery:
-    """Train vanilla and learned on ``source``, decide what is conserved, write the answer.
+    """Estimate directly, then (``razor=True``) train vanilla and learned on ``source`` and
+    decide what is conserved; write the answer.
 
     Args:
         source: a trajectory file or ``"package.module:function"``.
         out_dir: the run directory (default ``runs/<config name>``).
         progress, overwrite: as for :func:`~pyro_razor.runs.run_experiment`.
         report: called with one line per step of the output (e.g. ``print``).
+        alpha, noise, tolerance: the direct estimate's test level, noise level (``None``:
+            estimated) and drift tolerance (:func:`~pyro_razor.discovery.direct.direct_estimate`).
+        razor: also run the razor stage (training); ``False`` gives the direct answer alone.
         settings: :func:`discovery_config`'s keywords (``dt``, ``names``, ``quantities``,
             ``epochs``, ``seed``, ``device``, ``test_fraction``).
+
+    Returns:
+        The razor's Discovery (``evidence["direct"]`` holds the direct one), or the direct
+        Discovery when ``razor=False``.
     """
     config = discovery_config(source, **settings)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config.name
     say = report or (lambda line: None)
+    direct, direct_record = direct_stage(config, alpha=alpha, noise=noise, tolerance=tolerance)
+    if not razor:
+        record = {"direct": direct_record, "data": config.data.source,
+                  "names": direct_record["names"], "razor": False}
+        _write_answer(out, record, say)
+        return direct
+    say(f"{direct.verdict} [{1000 * direct_record['seconds']:.0f} ms]; now the razor stage")
     say(_settings_line(config))
     summary = run_experiment(config, out, progress=progress, overwrite=overwrite, report=say)
     _, data, model, _ = load_variant(out, "learned", config.device)
@@ -143,17 +180,23 @@ def run_discovery(
             "n_transitions": data.n_transitions}
     found = discover_quantities(model.generators().detach(), data.train, model.measure,
                                 data.scaling, data.names, elbo)
+    found.evidence["direct"] = direct_record
     record = {**found.to_json(), "names": list(data.names), "data": config.data.source,
-              "settings": _settings(config, data), "units": data.scaling.to_json()}
-    run = RunDir(out)
-    write_json(run.root / "discovery.json", record)
-    text = discovery_text(record)
-    write_text(run.root / "discovery.txt", text)
+              "settings": _settings(config, data), "units": data.scaling.to_json(),
+              "direct": direct_record, "razor": True}
+    _write_answer(out, record, say)
     plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,
-                   run.figure("discovery.png"))
+                   RunDir(out).figure("discovery.png"))
+    return found
+
+
+def _write_answer(out: Path, record: dict, say) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "discovery.json", record)
+    text = discovery_text(record)
+    write_text(out / "discovery.txt", text)
     for line in text.splitlines():
         say(line)
-    return found
 
 
 def _settings(config: ExperimentConfig, data) -> dict:
@@ -178,15 +221,33 @@ def _settings_line(config: ExperimentConfig) -> str:
             f"{'' if tc.batch_size is None else f' of batches of {tc.batch_size}'}")
 
 
+def _direct_lines(direct: dict) -> list[str]:
+    lines = [f"{direct['summary']} [{1000 * direct['seconds']:.0f} ms]"]
+    if direct["quantities"]:
+        lines.append(f"  coefficients to {direct['evidence']['precision']} decimals relative to "
+                     "the largest term's typical size on the data; ratio = within-trajectory "
+                     "scatter / scatter the noise alone gives; drift = relative drift")
+    for q in direct["quantities"]:
+        lines.append(f"  [{q['kind']}] {q['formula']}    (ratio {q['ratio']:.3g}, drift "
+                     f"{q['drift']:.2g})")
+    if any(q["kind"] == "conserved" for q in direct["quantities"]):
+        a = direct["algebra"]
+        lines.append(f"  Lie algebra of the conserved ones: {a['name']}, dimension "
+                     f"{a['dimension']}")
+    return lines + [f"warning: {w}" for w in direct["warnings"]]
+
+
 def discovery_text(record: dict) -> str:
-    """The plain-text answer of ``discovery.json``."""
+    """The plain-text answer of ``discovery.json``: the direct estimate, then the razor's."""
+    lines = _direct_lines(record["direct"]) if record.get("direct") else []
+    if not record.get("razor"):
+        return "\n".join(lines)
     elbo = record["evidence"]["elbo"]
-    lines = [
-        f"-ELBO/N: vanilla {elbo['vanilla_neg_elbo_per_n']:.3f}, learned "
+    lines.append(
+        f"razor: -ELBO/N: vanilla {elbo['vanilla_neg_elbo_per_n']:.3f}, learned "
         f"{elbo['learned_neg_elbo_per_n']:.3f} (learned - vanilla: "
         f"{elbo['learned_minus_vanilla_nats']:+.1f} nats over {elbo['n_transitions']} "
-        "transitions)",
-    ]
+        "transitions)")
     precision = record["evidence"]["thresholds"]["precision"]
     if record["n_found"]:
         lines.append(f"{record['n_found']} conserved quantities (coefficients to {precision} "
@@ -197,7 +258,6 @@ def discovery_text(record: dict) -> str:
         a = record["algebra"]
         lines.append(f"Lie algebra: {a['name']}, dimension {a['dimension']}, closure error "
                      f"{a['closure_error']:.2g}")
-    lines.append(f"verdict: {record['verdict']}")
+    lines.append(f"razor verdict: {record['verdict']}")
     lines += [f"warning: {w}" for w in record["warnings"]]
     return "\n".join(lines)
-
