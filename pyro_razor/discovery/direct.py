@@ -31,15 +31,15 @@ Three counts, each from a stated test at level ``alpha`` (default 0.05):
 3. ``L`` — the quantities the data **show**: the number of directions whose within scatter is
    below ``tolerance^2 P + m N_lo``, i.e. smaller than what the low noise estimate
    necessarily produces (``m``: the ``alpha`` quantile of ``lambda_min(Wishart_F(nu)/nu)``,
-   simultaneous over all ``F`` directions) plus a drift of ``tolerance`` (default 1 %) of the
+   simultaneous over all ``F`` directions) plus a drift of ``tolerance`` (default 5 %) of the
    quantity's potential variation. A quantity that drifts by more than that is claimed with
    probability at most ``alpha``, for all directions together (family-wise, hence also
    false-discovery, control).
 
-When the noise cannot be resolved from the motion (too few points per trajectory: the low and
-high noise estimates differ by more than a factor 2), passing test 2 says little, and only the
-leading directions whose noise allowance bounds their drift below the tolerance count as
-exactly conserved (``E <= U``, :func:`_exact_count`; ``E = U`` otherwise).
+When the noise cannot be resolved from the motion (too few points per trajectory: the top
+difference orders still carry motion, :attr:`NoiseEstimate.resolved`), passing test 2 says
+little, and only the leading directions whose noise allowance bounds their drift below the
+tolerance count as exactly conserved (``E <= U``, :func:`_exact_count`; ``E = U`` otherwise).
 
 Verdict: ``D = 0`` and ``L = U = E``: **determined**, that count. ``D = 0`` and ``L >= U``:
 ``E`` conserved and ``L - E`` **approximately conserved** (drift certified below the
@@ -204,12 +204,13 @@ def _claims(W, P, N_lo, nu: float, alpha: float, tolerance: float) -> tuple[int,
 def _exact_count(U: int, thresholds, V, P, noise: NoiseEstimate, tolerance: float) -> int:
     """How many of the ``U`` directions the data call *exactly* conserved.
 
-    When the noise is resolved (given, or the low and high estimates within a factor 2),
-    all ``U``. Otherwise (too few points per trajectory to separate noise from motion) only the
-    leading directions whose noise allowance already bounds their drift below the tolerance,
+    When the noise is resolved (given, or dominating the top difference orders:
+    :attr:`NoiseEstimate.resolved`), all ``U``. Otherwise (too few points per trajectory to
+    separate noise from motion) only the leading directions whose noise allowance already
+    bounds their drift below the tolerance,
     ``w_k / (v_k^T P v_k) <= tolerance^2`` (``v_k^T N_hi v_k = 1``).
     """
-    if noise.given or bool((noise.low >= 0.5 * noise.high).all()):
+    if noise.resolved:
         return U
     allowed = np.asarray(thresholds[:U]) / np.clip(np.einsum("fk,fg,gk->k", V[:, :U], P,
                                                              V[:, :U]), 1e-300, None)
@@ -225,10 +226,11 @@ def _verdict(D: int, U: int, exact: int, L: int) -> tuple[str, int | None, tuple
     return "undetermined", None, (min(L, exact), U + D)
 
 
-def _noise(noise, trajectories, scaling: PhaseSpaceScaling, M: int) -> NoiseEstimate:
+def _noise(noise, trajectories, scaling: PhaseSpaceScaling, M: int,
+           alpha: float) -> NoiseEstimate:
     """The noise in standardised units: estimated, or the user's (in their units) rescaled."""
     if noise is None:
-        return estimate_noise(trajectories)
+        return estimate_noise(trajectories, alpha)
     given = known_noise(noise, M)
     s = scaling.scale()
     return NoiseEstimate(low=given.low / s, high=given.high / s, order=0, given=True)
@@ -266,7 +268,7 @@ def direct_estimate(
     *,
     alpha: float = 0.05,
     noise=None,
-    tolerance: float = 0.01,
+    tolerance: float = 0.05,
     degree: int = 2,
 ) -> DirectEstimate:
     """Find the conserved subspace of the degree-``degree`` monomials and count it (module doc).
@@ -292,7 +294,7 @@ def direct_estimate(
     xs = as_trajectory_list(trajectories, "direct_estimate")
     scaling = fit_scaling(torch.cat(xs))
     zs = [scaling.to_scaled(x) for x in xs]
-    noise_used = _noise(noise, zs, scaling, xs[0].shape[-1])
+    noise_used = _noise(noise, zs, scaling, xs[0].shape[-1], alpha)
     features = MonomialFeatures(xs[0].shape[-1], degree)
     s = scatter_matrices(zs, features)
     tests = _tests(s, noise_used, alpha, tolerance)

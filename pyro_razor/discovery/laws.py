@@ -6,7 +6,9 @@ quantities (conserved, approximately conserved, undecided) is mapped back from s
 the user's units (:meth:`~pyro_razor.systems.units.PhaseSpaceScaling.quantities_to_original`),
 written in the simplest basis of its span (:func:`~pyro_razor.discovery.formulas.simplest_basis`
 with the data's coordinate spreads as scales: coefficients relative to the largest term's
-typical size, ``precision`` decimals), and each printed quantity carries the statistics of the
+typical size, ``precision`` decimals, and terms smaller than :func:`noise_floor` of the
+largest dropped from the printed formula — never from ``A``, ``b``), and each printed
+quantity carries the statistics of the
 test, recomputed for that very quantity (:meth:`DirectEstimate.statistics`). Coordinates whose
 data mean exceeds their spread are written about that mean (:func:`origin`), so a law of
 positions offset by 300 units reads ``(x − 300)² + px²`` instead of losing its quadratic part
@@ -26,6 +28,7 @@ from pyro_razor.discovery.algebra import lie_algebra
 from pyro_razor.discovery.direct import DirectEstimate
 from pyro_razor.discovery.formulas import (
     format_quantity,
+    monomial_scales,
     quantity_coefficients,
     quantity_from_coefficients,
     simplest_basis,
@@ -33,7 +36,7 @@ from pyro_razor.discovery.formulas import (
 from pyro_razor.discovery.report import Discovery
 from pyro_razor.symmetry import generator_matrix
 
-__all__ = ["direct_discovery", "direct_quantities", "origin", "shifted_names"]
+__all__ = ["direct_discovery", "direct_quantities", "noise_floor", "origin", "shifted_names"]
 
 F64 = torch.float64
 
@@ -49,6 +52,18 @@ def shifted_names(names: Sequence[str], mu: torch.Tensor) -> list[str]:
     """``names`` with ``(x − 300)`` for the shifted coordinates."""
     return [n if m == 0 else f"({n} {'−' if m > 0 else '+'} {abs(float(m)):.6g})"
             for n, m in zip(names, mu.tolist(), strict=True)]
+
+
+def noise_floor(estimate: DirectEstimate) -> float:
+    """Relative size below which a printed term is indistinguishable from noise: twice the
+    largest standardised noise std (high estimate; 0 for noise-free data)."""
+    return 2.0 * float(estimate.noise.high.max())
+
+
+def _drop_small(coefficients: torch.Tensor, scale: torch.Tensor, floor: float) -> torch.Tensor:
+    """Zero the terms whose typical size on the data is below ``floor`` of the largest."""
+    size = coefficients.abs() * monomial_scales(scale)
+    return torch.where(size < floor * size.max(), torch.zeros_like(coefficients), coefficients)
 
 
 def _block(estimate: DirectEstimate, rows: torch.Tensor, precision: int):
@@ -86,13 +101,14 @@ def direct_quantities(
         A, b, b_shift, rows = _block(estimate, estimate.coefficients[index], precision)
         stats = estimate.statistics(rows)
         scale, written = estimate.scaling.scale(), shifted_names(names, origin(estimate))
+        floor = noise_floor(estimate)
         for j in range(A.shape[0]):
             label = f"C{len(records) + 1}"
             records.append({
                 "label": label, "kind": kind, "A": A[j].tolist(), "b": b[j].tolist(),
                 "formula": format_quantity(
-                    quantity_coefficients(A[j:j + 1], b_shift[j:j + 1])[0], written, precision,
-                    label=label, scale=scale),
+                    _drop_small(quantity_coefficients(A[j:j + 1], b_shift[j:j + 1])[0], scale,
+                                floor), written, precision, label=label, scale=scale),
                 "ratio": stats["ratio"][j], "drift": stats["drift"][j]})
     return records
 
@@ -111,5 +127,6 @@ def direct_discovery(
     else:
         G = torch.zeros(0, M + 1, M + 1, dtype=F64)
     algebra = lie_algebra(G).to_json()
-    evidence = {"direct": estimate.to_json(), "precision": precision}
+    evidence = {"direct": estimate.to_json(), "precision": precision,
+                "noise_floor": noise_floor(estimate)}
     return Discovery(quantities, algebra, evidence, estimate.summary(), estimate.warnings)

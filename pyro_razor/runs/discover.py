@@ -225,8 +225,10 @@ def _direct_lines(direct: dict) -> list[str]:
     lines = [f"{direct['summary']} [{1000 * direct['seconds']:.0f} ms]"]
     if direct["quantities"]:
         lines.append(f"  coefficients to {direct['evidence']['precision']} decimals relative to "
-                     "the largest term's typical size on the data; ratio = within-trajectory "
-                     "scatter / scatter the noise alone gives; drift = relative drift")
+                     "the largest term's typical size on the data, terms below "
+                     f"{direct['evidence']['noise_floor']:.2g} of it (twice the noise) dropped; "
+                     "ratio = within-trajectory scatter / scatter the noise alone gives; "
+                     "drift = relative drift")
     for q in direct["quantities"]:
         lines.append(f"  [{q['kind']}] {q['formula']}    (ratio {q['ratio']:.3g}, drift "
                      f"{q['drift']:.2g})")
