@@ -79,7 +79,9 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     for q in record["quantities"]:
         assert q["formula"].startswith(q["label"] + " = ")
         assert len(q["A"]) == 4 and len(q["b"]) == 4
-    assert (out / "discovery.txt").read_text().startswith("-ELBO/N")
+    text = (out / "discovery.txt").read_text()
+    assert text.startswith("direct estimate: ") and "\nrazor: -ELBO/N: vanilla " in text
+    assert record["direct"]["summary"] == text.splitlines()[0].rsplit(" [", 1)[0]
     assert (out / "figures" / "discovery.png").is_file()
 
 
