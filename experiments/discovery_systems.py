@@ -35,7 +35,8 @@ from pyro_razor.systems.files import write_trajectories
 F64 = torch.float64
 
 
-def _oscillators(omega2: float, k: float):
+def oscillator_pair(omega2: float, k: float):
+    """``H = (p1² + p2² + q1² + omega2 q2²) / 2 + k q1 q2``."""
     def H(x):
         q1, q2, p1, p2 = x.unbind(-1)
         return 0.5 * (p1**2 + p2**2 + q1**2 + omega2 * q2**2) + k * q1 * q2
@@ -44,9 +45,9 @@ def _oscillators(omega2: float, k: float):
 
 
 SYSTEMS = {
-    "detuned": (HamiltonianSystem("detuned", 4, _oscillators(1.6**2, 0.0), gaussian_initial(4)),
+    "detuned": (HamiltonianSystem("detuned", 4, oscillator_pair(1.6**2, 0.0), gaussian_initial(4)),
                 ["x", "y", "px", "py"], 2, "u(1)^2"),
-    "coupled": (HamiltonianSystem("coupled", 4, _oscillators(1.0, 0.5), gaussian_initial(4)),
+    "coupled": (HamiltonianSystem("coupled", 4, oscillator_pair(1.0, 0.5), gaussian_initial(4)),
                 ["x", "y", "px", "py"], 2, "u(1)^2"),
     "central": (HamiltonianSystem(
         "central", 4, lambda x: 0.5 * (x[..., 2:] ** 2).sum(-1) + 0.25 * ((x[..., :2] ** 2)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from experiment_scripts import load_experiment
 
 import pyro_razor
 from pyro_razor.cli import main
@@ -15,16 +13,12 @@ from pyro_razor.discovery.direct import direct_estimate
 from pyro_razor.discovery.laws import direct_discovery
 from pyro_razor.systems.files import write_trajectories
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "direct_benchmark.py"
 XY = ["x", "y", "px", "py"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("direct_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("direct_benchmark.py")
 
 
 @pytest.mark.parametrize("name,noise", [("sho", 0.0), ("detuned", 0.01), ("coupled", 0.03),

@@ -8,25 +8,18 @@ produced the recorded results, so the test checks exactly what RESULTS.md report
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from experiment_scripts import load_experiment
 
 from pyro_razor.runs.discover import run_discovery
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "discovery_systems.py"
-
 
 @pytest.fixture(scope="module")
 def script():
     """experiments/discovery_systems.py as a module (loaded once)."""
-    spec = importlib.util.spec_from_file_location("discovery_systems", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("discovery_systems.py")
 
 
 @pytest.mark.parametrize("name", ["detuned", "coupled", "central", "pendulum"])

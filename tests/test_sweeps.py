@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from experiment_scripts import load_experiment
 
 SWEEPS = Path(__file__).resolve().parent.parent / "experiments" / "sweeps"
 CONFIG = SWEEPS.parent / "table3_nbody_quick.toml"
@@ -20,10 +20,7 @@ TINY = ["train.eta_warmup_epochs=1", "train.epochs=4", "data.n_train=6", "data.n
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, SWEEPS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment(f"sweeps/{name}.py")
 
 
 def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -156,13 +156,21 @@ def _generalised_eigh(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndar
     return scipy.linalg.eigh(0.5 * (A + A.T), B)
 
 
-def _satterthwaite(s: Scatter, V: np.ndarray, sigma: torch.Tensor, total: bool) -> np.ndarray:
-    """Effective degrees of freedom of the noise scatter along each column of ``V``."""
-    G = s.jacobians * sigma  # (N, F, M)
-    v = torch.einsum("pfm,fk->pkm", G, torch.from_numpy(V)).pow(2).sum(-1)  # (N, k)
-    a = s.total_weights if total else s.within_weights  # (N,)
+def _satterthwaite(JC: torch.Tensor, a: torch.Tensor, sigma: torch.Tensor) -> np.ndarray:
+    """Effective degrees of freedom of the noise scatter along each direction.
+
+    Args:
+        JC: ``(N, k, M)`` the directions' gradients ``c^T J`` at every state.
+        a: ``(N,)`` the scatter's weights; sigma: ``(M,)`` the noise.
+    """
+    v = (JC * sigma).pow(2).sum(-1)  # (N, k) noise variance of each direction at each state
     return ((a[:, None] * v).sum(0).pow(2) / (a[:, None] * v.pow(2)).sum(0).clamp_min(1e-300)
             ).numpy()
+
+
+def _gradients(s: Scatter, V: np.ndarray) -> torch.Tensor:
+    """``(N, k, M)`` gradients of the directions ``V (F, k)`` at every state."""
+    return torch.einsum("pfm,fk->pkm", s.jacobians, torch.from_numpy(V))
 
 
 def _leading_count(ratios: np.ndarray, nus: np.ndarray, alpha: float) -> tuple[int, list]:
@@ -190,7 +198,7 @@ def _constant_directions(s: Scatter, sigma: torch.Tensor, alpha: float):
     flat = size <= 1e-12 * size.max()
     mu, V = _generalised_eigh(R[:, ~flat].T @ T @ R[:, ~flat], R[:, ~flat].T @ N_T @ R[:, ~flat])
     V = R[:, ~flat] @ V
-    D, _ = _leading_count(mu, _satterthwaite(s, V, sigma, total=True), alpha)
+    D, _ = _leading_count(mu, _satterthwaite(_gradients(s, V), s.total_weights, sigma), alpha)
     return D + int(flat.sum()), np.concatenate([R[:, flat], V[:, :D]], axis=1), V[:, D:]
 
 
@@ -201,19 +209,20 @@ def _claims(W, P, N_lo, nu: float, alpha: float, tolerance: float) -> tuple[int,
     return int((np.linalg.eigvalsh(0.5 * (W - bound + (W - bound).T)) < 0).sum()), m
 
 
-def _exact_count(U: int, thresholds, V, P, noise: NoiseEstimate, tolerance: float) -> int:
+def _exact_count(U: int, thresholds, potentials: np.ndarray, noise: NoiseEstimate,
+                 tolerance: float) -> int:
     """How many of the ``U`` directions the data call *exactly* conserved.
 
     When the noise is resolved (given, or dominating the top difference orders:
     :attr:`NoiseEstimate.resolved`), all ``U``. Otherwise (too few points per trajectory to
     separate noise from motion) only the leading directions whose noise allowance already
     bounds their drift below the tolerance,
-    ``w_k / (v_k^T P v_k) <= tolerance^2`` (``v_k^T N_hi v_k = 1``).
+    ``w_k / (v_k^T P v_k) <= tolerance^2`` (``v_k^T N_hi v_k = 1``; ``potentials`` holds the
+    ``v_k^T P v_k``).
     """
     if noise.resolved:
         return U
-    allowed = np.asarray(thresholds[:U]) / np.clip(np.einsum("fk,fg,gk->k", V[:, :U], P,
-                                                             V[:, :U]), 1e-300, None)
+    allowed = np.asarray(thresholds[:U]) / np.clip(potentials[:U], 1e-300, None)
     passing = allowed <= tolerance**2
     return U if passing.all() else int(np.argmin(passing))
 
@@ -306,12 +315,10 @@ def direct_estimate(
                 "nu_min": tests["nu"], "noise_quantile_m": tests["m"],
                 "features": features.num_features, "trajectories": len(xs),
                 "states": int(sum(x.shape[0] for x in xs))}
-    hi = noise_used.high.clamp_min(SIGMA_FLOOR)
     out = DirectEstimate(
         status, count, span, tests["counts"], torch.from_numpy(np.ascontiguousarray(reported.T)),
         kinds, tests["ratios"], tests["thresholds"], tests["drifts"], scaling, features,
-        noise_used, settings, within=s.within, noise_scatter=s.noise(hi),
-        potential=s.potential(hi),
+        noise_used, settings, **tests["matrices"],
         warnings=_warnings(status, span, features.num_features, len(xs), tests["counts"]))
     out.seconds = time.perf_counter() - start
     return out
@@ -321,18 +328,21 @@ def _tests(s: Scatter, noise: NoiseEstimate, alpha: float, tolerance: float) -> 
     """The three tests of the module docstring on one :class:`Scatter`."""
     lo, hi = noise.low.clamp_min(SIGMA_FLOOR), noise.high.clamp_min(SIGMA_FLOOR)
     D, constant, Q = _constant_directions(s, hi, alpha)
+    full = {"within": s.within, "noise_scatter": s.noise(hi), "potential": s.potential(hi)}
     project = lambda X: Q.T @ X.numpy() @ Q  # noqa: E731
-    W, N_hi, N_lo, P = (project(s.within), project(s.noise(hi)), project(s.noise(lo)),
-                        project(s.potential(hi)))
+    W, N_hi, N_lo, P = (project(full["within"]), project(full["noise_scatter"]),
+                        project(s.noise(lo)), project(full["potential"]))
     ratios, V = _generalised_eigh(W, N_hi)
     C = Q @ V  # (F, F'): eigen-directions in the feature basis
-    U, thresholds = _leading_count(ratios, _satterthwaite(s, C, hi, total=False), alpha)
-    nu_lo = float(_satterthwaite(s, C, lo, total=False).min())
+    JC = _gradients(s, C)
+    U, thresholds = _leading_count(ratios, _satterthwaite(JC, s.within_weights, hi), alpha)
+    nu_lo = float(_satterthwaite(JC, s.within_weights, lo).min())
     L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance)
-    exact = _exact_count(U, thresholds, V, P, noise, tolerance)
+    potentials = np.einsum("fk,fg,gk->k", V, P, V)
+    exact = _exact_count(U, thresholds, potentials, noise, tolerance)
     excess = np.clip(np.einsum("fk,fg,gk->k", V, W - N_lo, V), 0.0, None)
-    drifts = np.sqrt(excess / np.clip(np.einsum("fk,fg,gk->k", V, P, V), 1e-300, None))
+    drifts = np.sqrt(excess / np.clip(potentials, 1e-300, None))
     padded = thresholds + [float("nan")] * (len(ratios) - len(thresholds))
     return {"counts": {"D": D, "U": U, "L": L, "exact": exact}, "C": C, "constant": constant,
             "ratios": torch.from_numpy(ratios), "thresholds": torch.tensor(padded, dtype=F64),
-            "drifts": torch.from_numpy(drifts), "nu": nu_lo, "m": m}
+            "drifts": torch.from_numpy(drifts), "nu": nu_lo, "m": m, "matrices": full}

@@ -18,8 +18,8 @@ trajectories, :func:`discover_quantities` decides, from evidence only:
 
 The found directions are mapped back to the user's coordinates
 (:class:`~pyro_razor.systems.units.PhaseSpaceScaling`), written in the simplest basis of their
-span (reduced row echelon form, :mod:`~pyro_razor.discovery.formulas`) and their Lie algebra is
-identified (:mod:`~pyro_razor.discovery.algebra`).
+span about the data (:mod:`~pyro_razor.discovery.writing`, the same rule as the direct
+estimate's) and their Lie algebra is identified (:mod:`~pyro_razor.discovery.algebra`).
 
 Shapes: ``K`` learned generators, ``r`` directions, ``B`` trajectories, ``n`` points, ``M``
 phase dimension.
@@ -36,7 +36,7 @@ import torch
 
 from pyro_razor.analysis import analyse_generators, conservation_along_data
 from pyro_razor.discovery.algebra import lie_algebra
-from pyro_razor.discovery.formulas import format_quantity, quantity_coefficients, simplest_basis
+from pyro_razor.discovery.writing import formulas, origin, readable_basis
 from pyro_razor.symmetry import (
     SymmetryMeasure,
     generator_matrix,
@@ -140,14 +140,18 @@ def data_warnings(num_trajectories: int, num_points: int) -> list[str]:
     return out
 
 
-def _quantity_records(A, b, trajectories, names, precision, scale) -> list[dict]:
+def _quantity_records(A, b, trajectories, names, precision) -> list[dict]:
+    """The readable basis of the span of ``(A, b)`` (:mod:`.writing`) with its conservation
+    ratios along ``trajectories (B, n, M)`` in the user's units."""
+    states = trajectories.reshape(-1, trajectories.shape[-1])
+    spread = states.std(dim=0)  # typical coordinate sizes, the user's units
+    mu = origin(states.mean(dim=0), spread)
+    A, b, b_mu = readable_basis(A, b, mu, spread, precision)
+    written = formulas(A, b_mu, names, mu, spread, precision)
     ratios = conservation_along_data(generator_matrix(A, b), trajectories)
-    coefficients = quantity_coefficients(A, b)
     return [
-        {"label": f"C{k + 1}",
-         "formula": format_quantity(coefficients[k], names, precision, label=f"C{k + 1}",
-                                    scale=scale),
-         "A": A[k].tolist(), "b": b[k].tolist(), "within": float(ratios["within"][k]),
+        {"label": f"C{k + 1}", "formula": written[k], "A": A[k].tolist(), "b": b[k].tolist(),
+         "within": float(ratios["within"][k]),
          "across": float(ratios["across"][k]), "ratio": float(ratios["ratio"][k])}
         for k in range(A.shape[0])
     ]
@@ -209,10 +213,9 @@ def discover_quantities(
                          evidence, f"{NONE_FOUND}: {reason}.", warnings)
     G = scaling.generators_to_original(kept)
     A, b = quantity_from_generator(G)
-    original = scaling.to_original(x)
-    spread = original.reshape(-1, M).std(dim=0)  # typical coordinate sizes, the user's units
-    A, b, _ = simplest_basis(A, b, tol=min(10.0 ** -precision, 0.5), scale=spread)
-    quantities = _quantity_records(A, b, original, list(names), precision, spread)
+    quantities = _quantity_records(A, b, scaling.to_original(x), list(names), precision)
+    A = torch.tensor([q["A"] for q in quantities], dtype=F64)
+    b = torch.tensor([q["b"] for q in quantities], dtype=F64)
     # The algebra does not depend on the units; identify it where the entries are O(1).
     algebra = lie_algebra(scaling.generators_to_scaled(generator_matrix(A, b))).to_json()
     verdict = (f"{len(quantities)} quadratic conserved quantit"
