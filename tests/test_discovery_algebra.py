@@ -15,11 +15,14 @@ from pyro_razor.discovery.algebra import (
     invariants,
     killing_form,
     lie_algebra,
+    poisson_cocycle,
     span_basis,
     structure_constants,
+    tolerance_from_noise,
 )
-from pyro_razor.symmetry import generator_matrix
+from pyro_razor.symmetry import generator_matrix, symplectic_matrix
 from pyro_razor.systems import make_system
+from pyro_razor.systems.units import PhaseSpaceScaling
 
 DT = torch.float64
 
@@ -260,17 +263,20 @@ def test_semisimple_names_and_ideals():
     assert sl2.name == "sl(2,ℝ)" and sl2.invariants["killing_signature"] == [2, 1, 0]
 
 
-def test_nilpotent_and_solvable_algebras_are_unrecognised_with_invariants():
+def test_nilpotent_and_solvable_algebras_with_invariants():
     heisenberg = torch.zeros(3, 3, 3, dtype=DT)  # E_01, E_12, E_02: [E_01, E_12] = E_02
     heisenberg[0, 0, 1] = heisenberg[1, 1, 2] = heisenberg[2, 0, 2] = 1.0
-    report = lie_algebra(heisenberg)
-    assert report.name == "unrecognised"
+    # as 3 x 3 generators these are p^2/2, -q and p: their Poisson algebra has {q, p} = 1
+    assert lie_algebra(heisenberg).name == "n(4)"
+    report = lie_algebra(heisenberg, constants=False)
+    assert report.name == "h(3)" and not report.central_constant
     inv = report.invariants
     assert inv["lower_central_series"] == [3, 1, 0] and inv["is_nilpotent"]
     assert inv["centre_dimension"] == 1 and inv["killing_signature"] == [0, 0, 3]
     affine = torch.zeros(2, 3, 3, dtype=DT)  # [E_00, E_01] = E_01
     affine[0, 0, 0] = affine[1, 0, 1] = 1.0
-    inv = lie_algebra(affine).invariants
+    assert lie_algebra(affine, constants=False).name == "unrecognised"
+    inv = lie_algebra(affine, constants=False).invariants
     assert inv["derived_series"] == [2, 1, 0] and inv["lower_central_series"] == [2, 1]
     assert inv["is_solvable"] and not inv["is_nilpotent"] and inv["killing_signature"] == [1, 0, 1]
 
@@ -295,6 +301,173 @@ def test_identify_is_invariant_under_orthogonal_change_and_scaling():
     scaled = lie_algebra(1e3 * G)
     assert scaled.name == ORBIT_NAME
     assert torch.allclose(killing_form(scaled.structure_constants), killing_form(c), atol=1e-10)
+
+
+# ------------------------------------------- quantities named by their action on phase space
+
+
+def linear(M: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coordinate ``x_i`` as a quantity ``(A, b)`` (``q_i`` for ``i < M/2``, else ``p``)."""
+    b = torch.zeros(M, dtype=DT)
+    b[i] = 1.0
+    return torch.zeros(M, M, dtype=DT), b
+
+
+def quadratic(M: int, terms: list[tuple[int, int, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum w x_i x_j`` over ``(i, j, w)`` (``i != j``), or ``w x_i^2 / 2`` for ``i == j``."""
+    A = torch.zeros(M, M, dtype=DT)
+    for i, j, w in terms:
+        A[i, j] += w
+        A[j, i] += w if i != j else 0.0
+    return A, torch.zeros(M, dtype=DT)
+
+
+def angular(n: int, i: int, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``L = q_i p_j - q_j p_i`` on ``R^{2n}``."""
+    return quadratic(2 * n, [(i, n + j, 1.0), (j, n + i, -1.0)])
+
+
+def energy(M: int, wq: float = 1.0, wp: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(wq |q|^2 + wp |p|^2) / 2``."""
+    d = M // 2
+    return quadratic(M, [(i, i, wq) for i in range(d)] + [(d + i, d + i, wp) for i in range(d)])
+
+
+def quantity_generators(quantities, noise: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """Generators of ``[(A, b), ...]``, with Gaussian noise ``noise`` times the largest
+    coefficient of each quantity added to its (symmetrised) ``A`` and ``b``."""
+    A = torch.stack([q[0] for q in quantities])
+    b = torch.stack([q[1] for q in quantities])
+    gen = torch.Generator().manual_seed(seed)
+    size = torch.maximum(A.abs().amax(dim=(1, 2)), b.abs().amax(dim=1)) * noise
+    dA = torch.randn(A.shape, dtype=DT, generator=gen)
+    A = A + size[:, None, None] * 0.5 * (dA + dA.mT)
+    b = b + size[:, None] * torch.randn(b.shape, dtype=DT, generator=gen)
+    return generator_matrix(A, b)
+
+
+L3 = [angular(3, 1, 2), angular(3, 2, 0), angular(3, 0, 1)]  # L_x, L_y, L_z
+P3 = [linear(6, 3), linear(6, 4), linear(6, 5)]  # p_x, p_y, p_z
+U3 = [  # the u(3) of a 3-d isotropic oscillator: q_i q_j + p_i p_j and L_ij
+    quadratic(6, [(i, j, 1.0 if i != j else 2.0), (3 + i, 3 + j, 1.0 if i != j else 2.0)])
+    for i in range(3) for j in range(i, 3)
+] + L3
+QUANTITIES = {
+    "iso3": (L3 + [energy(6)], "so(3) ⊕ u(1)"),
+    "u3_iso": (U3, "u(3)"),
+    "h3": ([linear(2, 0), linear(2, 1)], "h(3)"),
+    "h5": ([linear(4, i) for i in range(4)], "h(5)"),
+    "h3+u1": ([linear(4, 0), linear(4, 2), quadratic(4, [(1, 1, 1.0), (3, 3, 1.0)])],
+              "h(3) ⊕ u(1)"),
+    "free1": ([linear(2, 0), linear(2, 1), energy(2, 0.0, 1.0)], "n(4)"),
+    "se3": (P3 + L3, "se(3)"),
+    "se3+u1": (P3 + L3 + [energy(6, 0.0, 1.0)], "se(3) ⊕ u(1)"),
+    "se2+su2": (  # p_x, p_y, L_z on the first pair, spin 1/2 on the second pair of 4 dof
+        [linear(8, 4), linear(8, 5), angular(4, 0, 1), angular(4, 2, 3),
+         quadratic(8, [(2, 3, 1.0), (6, 7, 1.0)]),
+         quadratic(8, [(2, 2, 1.0), (6, 6, 1.0), (3, 3, -1.0), (7, 7, -1.0)])],
+        "se(2) ⊕ su(2)",
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(QUANTITIES))
+def test_quantities_are_named_by_their_poisson_algebra(key):
+    quantities, name = QUANTITIES[key]
+    report = lie_algebra(quantity_generators(quantities))
+    assert report.name == name
+    assert report.to_json()["generator_dimension"] == len(quantities)
+    # the constant function joins exactly when two linear parts do not commute: {q, p} = 1
+    central = key.startswith(("h", "free"))
+    assert report.central_constant == central
+    assert report.invariants["dimension"] == len(quantities) + central
+
+
+@pytest.mark.parametrize("key", ["iso3", "u3_iso", "h3", "h3+u1", "se3+u1", "free1"])
+def test_names_survive_noise_and_mixing(key):
+    # 1e-3 relative noise on the coefficients, then a random mixing (condition up to e^4)
+    quantities, name = QUANTITIES[key]
+    G = mixed(quantity_generators(quantities, noise=1e-3, seed=11), seed=12, spread=2.0)
+    assert lie_algebra(G).name == name
+
+
+def test_isotropic_oscillator_is_so3_plus_u1_not_u2():
+    # {L, H}: abstractly u(1) + su(2) ≅ u(2), but L rotates q and p (integer weights 0, +-1
+    # on a 6-dim support), while the u(2) of two oscillators acts on C^2 (weights +-1/2)
+    report = lie_algebra(quantity_generators(QUANTITIES["iso3"][0]))
+    assert report.simple_ideals == ["su(2)"] and report.invariants["centre_dimension"] == 1
+    assert identify(report.structure_constants) == "u(2)"  # without the action: abstract
+    rep = report.basis[:, :6, :6]
+    assert identify(report.structure_constants, rep=rep) == "so(3) ⊕ u(1)"
+    # H acts on the L-support as the complex structure J, but that support is 6-dim, not 4
+    H = quantity_generators([energy(6)])[0, :6, :6]
+    assert torch.equal(H, symplectic_matrix(6, dtype=DT))
+    assert lie_algebra(generators("u2")).name == "u(2)"  # two oscillators: unchanged
+
+
+def test_heisenberg_constant_and_generator_algebra():
+    # {q, p} = 1: the generators commute (u(1)^2), the quantities span h(3) with the constant
+    G = quantity_generators(QUANTITIES["h3"][0])
+    assert lie_algebra(G, constants=False).name == "u(1)^2"
+    report = lie_algebra(G)
+    c = report.structure_constants
+    assert c.shape == (3, 3, 3) and report.invariants["lower_central_series"] == [3, 1, 0]
+    # [E_q, E_p] = sigma * 1, |sigma| = 1 for unit-norm q, p generators (sign from the basis)
+    assert float(c[0, 1, 2].abs()) == pytest.approx(1.0, abs=1e-12)
+    assert poisson_cocycle(G)[0, 1] == pytest.approx(1.0)  # {q, p} = +1
+    # {q, p, p^2/2}: {q, p^2/2} = p, so the generators alone are h(3) and with 1 the filiform n(4)
+    G = quantity_generators(QUANTITIES["free1"][0])
+    assert lie_algebra(G, constants=False).name == "h(3)"
+    assert lie_algebra(G).invariants["lower_central_series"] == [4, 2, 1, 0]
+    # {q, p, (q^2 + p^2)/2}: the oscillator algebra, not in the catalogue
+    G = quantity_generators([linear(2, 0), linear(2, 1), energy(2)])
+    assert lie_algebra(G, constants=False).name == "se(2)"
+    assert lie_algebra(G).name == "unrecognised"
+
+
+def test_constants_removable_by_a_shift_of_origin_are_not_kept():
+    # in shifted, rescaled units L picks up linear terms, {p_x, L_z} a constant: a coboundary
+    scaling = PhaseSpaceScaling(
+        shift=torch.tensor([1.0, 2.0, -1.0, 0.5, 0.3, -0.2], dtype=DT),
+        position_scale=torch.tensor([2.0, 1.0, 0.5], dtype=DT),
+        momentum_scale=torch.tensor([1.0, 2.0, 4.0], dtype=DT),
+    )
+    G = scaling.generators_to_scaled(quantity_generators(QUANTITIES["se3+u1"][0]))
+    sigma = poisson_cocycle(span_basis(G))
+    assert float(sigma.abs().max()) > 0.1
+    report = lie_algebra(G)
+    assert report.name == "se(3) ⊕ u(1)" and not report.central_constant
+    # ... while {q, p} keeps its constant in any units
+    G = scaling.generators_to_scaled(quantity_generators([linear(6, 0), linear(6, 3)]))
+    assert lie_algebra(G).name == "h(3)"
+
+
+def test_direct_sums_and_semidirect_products_by_so3():
+    G, names = system_generators("nbody", n=3, dim=3)  # 15 quantities of 3 bodies in 3-d
+    report = lie_algebra(G)
+    # RABS - RCOM: so(3) on relative coordinates; RCOM rotates T (spin 1) and the traceless
+    # T_d T_e (spin 2); |T|^2 central
+    assert report.name == "(so(3) ⋉ ℝ^8, spins (1, 2)) ⊕ so(3) ⊕ u(1)"
+    assert report.summands == ["so(3) ⋉ ℝ^8, spins (1, 2)", "so(3)", "u(1)"]
+    se3 = lie_algebra(quantity_generators(QUANTITIES["se3"][0]))
+    assert se3.invariants["killing_signature"] == [0, 3, 3]
+    # the Killing kernel of se(3) is the translations R^3, an abelian ideal
+    ev, U = torch.linalg.eigh(killing_form(se3.structure_constants))  # ascending: 3 < 0, 3 = 0
+    assert float(ev[2]) < -0.1 and float(ev[3:].abs().max()) < 1e-10
+    kernel = U[:, 3:]
+    assert float(torch.einsum("ia,jb,ijk->abk", kernel, kernel, se3.structure_constants)
+                 .abs().max()) < 1e-10
+
+
+def test_tolerance_from_noise_floor():
+    # 10 noise stds (the floor is 2 stds), between the exact-data 1e-2 and the cap 0.1
+    assert tolerance_from_noise(0.0) == 1e-2
+    assert tolerance_from_noise(4e-3) == pytest.approx(2e-2)
+    assert tolerance_from_noise(0.5) == 0.1
+    # at 1 % relative noise on the coefficients the default 1e-2 fails h(5), 0.1 does not
+    G = quantity_generators(QUANTITIES["h5"][0], noise=1e-2, seed=5)
+    assert lie_algebra(G).name == "unrecognised"
+    assert lie_algebra(G, tol=tolerance_from_noise(2e-2)).name == "h(5)"
 
 
 # ---------------------------------------------------------------------------------- the report

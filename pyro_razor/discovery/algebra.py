@@ -12,20 +12,22 @@ The rest uses ``c`` alone, with ``(ad_x)_{kj} = sum_i x_i c_ijk`` for ``x in R^d
 ``{x : ad_x = 0}``, the derived algebra ``[g, g]``, the derived series ``g^(k+1) = [g^(k), g^(k)]``
 (solvable iff it reaches 0), the lower central series ``g_(k+1) = [g, g_k]`` (nilpotent iff it
 reaches 0), the Killing form ``B(x, y) = tr(ad_x ad_y)`` and the rank (the dimension of the
-centraliser of a generic, random, element). Names:
+centraliser of a generic, random, element). The names (:func:`identify`, rules in
+:mod:`~pyro_razor.discovery.naming`) use ``c`` and, from :func:`lie_algebra`, the action on
+phase space (the linear blocks ``G[:M, :M]``), which tells ``u(n)`` from ``so(3) ⊕ u(1)``.
 
-* reductive, ``g = z + [g, g]`` with ``B`` nondegenerate on ``[g, g]``: ``u(1)^dim z`` and the
-  simple ideals, the eigenspaces of a generic element of the commutant of ``ad`` on ``[g, g]``;
-  a compact simple ideal is named by (dim, rank), e.g. ``su(n)`` by ``(n^2 - 1, n - 1)``.
-* ``u(1)^k + (so(2) x| R^m)``: ``[g, g] = R^m`` abelian, ``k + m + 1 = d`` and the remaining
-  element rotates ``R^m`` (eigenvalues ``+-i w_j``, weights ``w_j / min w``). ``m = 2`` is
-  ``se(2)``; ``k = 2`` with weights ``(1, 2)`` is the 2d n-body orbit algebra (RABS - RCOM and
-  ``T_x^2 + T_y^2`` central; weight 1 on ``(T_x, T_y)``, 2 on ``(T_x T_y, T_x^2 - T_y^2)``).
+Quantities, not generators. The generator of ``{C_1, C_2}`` (``{f, g} = grad f^T J grad g``,
+``{q, p} = 1``) is exactly ``[G_1, G_2]``, but the bracket also has a constant,
+``b_1^T J b_2``, that the generator (of a constant: 0) drops; so ``{q, p}`` commute as
+generators but span the Heisenberg algebra as quantities. :func:`lie_algebra` keeps these
+constants by default (:func:`poisson_constants`): the constant function joins the algebra,
+as a central element, when they are not removable by shifting the quantities by constants.
 
 Tolerance: a singular value counts as zero below ``tol * scale``, a Killing eigenvalue below
 ``tol * scale^2``; ``scale`` is the largest ``|ad_x|_F`` over unit ``x`` (at least 1e-6), floored
 by :func:`lie_algebra` at ``1 / sqrt(M+1)`` (the bracket of two unrelated unit-norm generators) so
-that a noisy abelian algebra stays abelian. ``tol = 1e-2`` suits entries accurate to ~1e-4.
+that a noisy abelian algebra stays abelian. ``tol = 1e-2`` suits entries accurate to ~1e-3;
+for noisy data :func:`tolerance_from_noise` sets it from the noise floor.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pyro_razor.symmetry import symplectic_matrix
+
 __all__ = [
     "LieAlgebraReport",
     "closure_error",
@@ -42,14 +46,16 @@ __all__ = [
     "invariants",
     "killing_form",
     "lie_algebra",
+    "poisson_cocycle",
+    "poisson_constants",
     "span_basis",
     "structure_constants",
+    "tolerance_from_noise",
 ]
 
 DT = torch.float64
 _TRIALS = 5  # random draws of "generic" elements (rank, commutant)
 _FLOOR = 1e-6  # least default scale: constants below 1e-8 in an orthonormal basis are rounding
-_EXCEPTIONAL = {(14, 2): "g2", (52, 4): "f4", (78, 6): "e6", (133, 7): "e7", (248, 8): "e8"}
 
 
 def _check_fraction(name: str, value: float) -> float:
@@ -254,144 +260,105 @@ def invariants(c, tol: float = 1e-2, scale: float | None = None) -> dict:
     }
 
 
-def _compact_simple_name(dim: int, r: int) -> str | None:
-    """Name of the compact simple real Lie algebra of dimension ``dim`` and rank ``r``."""
-    if dim == r * (r + 2):
-        return {1: "su(2)", 3: "su(4) ≅ so(6)"}.get(r, f"su({r + 1})")
-    names = []
-    if r >= 2 and dim == r * (2 * r + 1):
-        names += ["so(5) ≅ sp(2)"] if r == 2 else [f"so({2 * r + 1})", f"sp({r})"]
-    if r >= 4 and dim == r * (2 * r - 1):
-        names.append(f"so({2 * r})")
-    if (dim, r) in _EXCEPTIONAL:
-        names.append(_EXCEPTIONAL[(dim, r)])
-    return " or ".join(names) if names else None
+def poisson_cocycle(basis) -> torch.Tensor:
+    r"""Constant parts of the Poisson brackets of the quantities of ``basis``, ``(d, d)``.
 
+    ``E_i`` is the generator of ``C_i = 1/2 x^T A_i x + b_i^T x`` (``C_i(0) = 0``, translation
+    part ``v_i = E_i[:M, M] = J b_i``). With ``{f, g} = grad f^T J grad g`` (so ``{q, p} = 1``)
+    the generator of ``{C_i, C_j}`` is ``[E_i, E_j]`` exactly, and
 
-def _simple_ideals(c: torch.Tensor, D: torch.Tensor, tol: float, thr: float) -> list | None:
-    """Split the semisimple ideal ``span D`` into simple ideals, ``(d, m_i)`` bases, or None.
+    .. math:: \{C_i, C_j\} = C_{[E_i, E_j]} + \sigma_{ij}, \qquad
+              \sigma_{ij} = b_i^T J b_j = v_i^T J v_j,
 
-    The commutant of ``ad`` on a sum of absolutely simple ideals is spanned by the projectors
-    onto them, so a generic commutant element has one real eigenvalue per ideal. Commuting
-    with ``ad`` of three generic elements suffices: they generate the algebra.
+    the constant that commutators of generators drop (a constant has the generator 0).
     """
-    m = D.shape[1]
-    ad = torch.einsum("ia,jb,ijk,kc->acb", D, D, c, D)  # ad[a] acting on D-coordinates
-    eye, gen = torch.eye(m, dtype=DT), torch.Generator().manual_seed(0)
-    x = torch.randn(3, m, dtype=DT, generator=gen)
-    ads = torch.einsum("na,abc->nbc", x / x.norm(dim=1, keepdim=True), ad)
-    N = _spaces(
-        torch.cat([torch.kron(A, eye) - torch.kron(eye, A.T.contiguous()) for A in ads]), thr
-    )[1]
-    for _ in range(_TRIALS):
-        T = (N @ torch.randn(N.shape[1], dtype=DT, generator=gen)).reshape(m, m)
-        ev = torch.linalg.eigvals(T)
-        top = float(ev.abs().max())
-        lam = torch.sort(ev.real).values
-        cuts = [0] + [i + 1 for i in range(m - 1) if lam[i + 1] - lam[i] > tol * top] + [m]
-        if float(ev.imag.abs().max()) > tol * top or len(cuts) - 1 != N.shape[1]:
-            continue  # complex eigenvalues or clusters that merged: draw again
-        ideals = []
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            Vh = torch.linalg.svd(T - lam[a:b].mean() * eye).Vh  # eigenspace of lam[a:b]
-            ideals.append(D @ Vh[m - (b - a) :].T)
-        return ideals
-    return None
+    E = _as_stack(basis, "poisson_cocycle")
+    M = E.shape[-1] - 1
+    v = E[:, :M, M]
+    return v @ symplectic_matrix(M, dtype=DT) @ v.T
 
 
-def _abelian_name(k: int) -> str:
-    return "0" if k == 0 else ("u(1)" if k == 1 else f"u(1)^{k}")
+def poisson_constants(basis, c=None, tol: float = 1e-2, scale: float | None = None):
+    r"""Structure constants of the quantities' Poisson algebra, the constant 1 included if needed.
 
+    Quantities are defined up to constants: ``C_i -> C_i + f_i`` changes ``sigma`` by the
+    coboundary ``sigma_ij -> sigma_ij - sum_k c_ijk f_k`` (e.g. the shift of origin that
+    standardising makes). So the constant function belongs to the algebra only if ``sigma``
+    is not a coboundary: ``s = sigma - P sigma``, with ``P`` the projector onto the range of
+    ``f -> sum_k c_ijk f_k`` (singular values above ``tol * scale``); the constant ``1`` is
+    added when ``|s|_2 > tol * scale``, as the last basis element, with
+    ``[E_i, E_j] = sum_k c_ijk E_k + s_ij 1`` (a central extension; ``{q, p}`` gives ``h(3)``).
 
-def _reductive_name(c, z: int, D, tol: float, thr: float, thr_b: float, details: dict):
-    """Name of the reductive ``u(1)^z + span D`` (``D`` semisimple), or None."""
-    ideals = _simple_ideals(c, D, tol, thr)
-    if ideals is None:
-        return None
-    B, names = killing_form(c), []
-    for Q in ideals:
-        pos, neg, _ = _signature(Q.T @ B @ Q, thr_b)
-        dim = Q.shape[1]
-        name = _compact_simple_name(dim, _generic_nullity(c, Q, thr)) if neg == dim else None
-        name = "sl(2,ℝ)" if (dim, pos, neg) == (3, 2, 1) else name
-        if name is None:
-            return None
-        names.append((dim, name))
-    simple = details["simple_ideals"] = [n for _, n in sorted(names)]
-    if z == 1 and len(simple) == 1 and simple[0].startswith("su("):
-        return "u(" + simple[0][3:].split(")")[0] + ")"
-    if z == 0 and simple in (["su(2)"], ["su(2)", "su(2)"]):
-        return " ⊕ ".join(simple) + (" ≅ so(3)" if len(simple) == 1 else " ≅ so(4)")
-    return " ⊕ ".join(([_abelian_name(z)] if z else []) + simple)
+    Args:
+        basis: ``(d, M+1, M+1)`` orthonormal; c: its constants (None: computed here).
+        tol, scale: relative tolerance and reference (None: ``max(|ad|, 1/sqrt(M+1))``).
 
-
-def _rotation_weights(c, Z, D, tol: float) -> list[float] | None:
-    """Weights ``w_j / min w`` of the rotation on the abelian ideal ``span D``, or None."""
-    r = _spaces(torch.cat([Z, D], dim=1).T, tol)[1][:, 0]  # unit, orthogonal to z + [g, g]
-    R = D.T @ torch.einsum("i,ijk->kj", r, c) @ D  # ad_r on [g, g]
-    ev = torch.linalg.eigvals(R)
-    top = float(ev.abs().max())
-    omega = torch.sort(ev.imag[ev.imag > 0]).values
-    if 2 * len(omega) != D.shape[1] or float(ev.real.abs().max()) > tol * top:
-        return None  # not a rotation (a real eigenvalue, or one off the imaginary axis)
-    P = eye = torch.eye(D.shape[1], dtype=DT)
-    for w in torch.unique(torch.round(omega / (tol * top))) * (tol * top):
-        P = P @ (R @ R + w**2 * eye) / top**2
-    if float(P.norm()) > 10 * tol:  # R is not diagonalisable: not a rotation
-        return None
-    weights = (omega / omega[0]).tolist()
-    return [float(round(w)) if abs(w - round(w)) <= tol * w else w for w in weights]
-
-
-def _rotation_name(weights: list[float], z: int) -> str:
-    m, prefix = 2 * len(weights), (_abelian_name(z) + " ⊕ " if z else "")
-    if m == 2:
-        return prefix + "se(2)"
-    text = ", ".join(str(int(w)) if w == int(w) else f"{w:.3g}" for w in weights)
-    name = prefix + (f"(so(2) ⋉ ℝ^{m})" if z else f"so(2) ⋉ ℝ^{m}") + f", weights ({text})"
-    return name + (": the 2d n-body orbit algebra" if z == 2 and weights == [1, 2] else "")
-
-
-def _identify(c, tol: float, scale) -> tuple[str, dict]:
-    c, thr, thr_b = _setup(c, tol, scale, "identify")
+    Returns:
+        ``(constants, central_constant)``: ``(d+1, d+1, d+1)`` and True, or ``c`` and False
+        (also when ``basis`` is not of the form ``[[J A, J b], [0, 0]]``, ``A`` symmetric).
+    """
+    E = _as_stack(basis, "poisson_constants")
+    c = structure_constants(E) if c is None else _as_constants(c, "poisson_constants")
     d = c.shape[0]
-    details: dict = {"simple_ideals": [], "rotation_weights": None}
-    Z, D = _centre(c, thr), _spaces(c.reshape(d * d, d), thr)[0]
-    z, m = Z.shape[1], D.shape[1]
-    if m == 0:
-        return _abelian_name(d), details
-    independent = float(torch.linalg.svdvals(torch.cat([Z, D], dim=1))[-1]) > tol
-    if independent and z + m == d:
-        if _signature(D.T @ killing_form(c) @ D, thr_b)[2] == 0:  # [g, g] semisimple
-            name = _reductive_name(c, z, D, tol, thr, thr_b, details)
-            if name is not None:
-                return name, details
-    if independent and z + m + 1 == d and _bracket_span(c, D, D, thr).shape[1] == 0:
-        details["rotation_weights"] = _rotation_weights(c, Z, D, tol)
-        if details["rotation_weights"] is not None:
-            return _rotation_name(details["rotation_weights"], z), details
-    return "unrecognised", details
+    scale = max(_scale(c), 1.0 / math.sqrt(E.shape[-1])) if scale is None else float(scale)
+    thr = _check_fraction("tol", tol) * scale
+    M = E.shape[-1] - 1
+    A = -symplectic_matrix(M, dtype=DT) @ E[:, :M, :M]  # symmetric for a quadratic quantity
+    if d == 0 or float((A - A.mT).norm() + E[:, M].norm()) > tol * float(E.norm()):
+        return c, False  # not generators [[J A, J b], [0, 0]] of quantities: no constants
+    sigma = poisson_cocycle(E).reshape(d * d)
+    U = _spaces(c.reshape(d * d, d).T, thr)[0]  # (d*d, r): the coboundaries
+    s = (sigma - U @ (U.T @ sigma)).reshape(d, d)
+    if float(torch.linalg.matrix_norm(s, ord=2)) <= thr:
+        return c, False
+    ext = c.new_zeros(d + 1, d + 1, d + 1)
+    ext[:d, :d, :d] = c
+    ext[:d, :d, d] = 0.5 * (s - s.T)
+    return ext, True
 
 
-def identify(c, tol: float = 1e-2, scale: float | None = None) -> str:
+def tolerance_from_noise(floor: float) -> float:
+    """Tolerance for :func:`lie_algebra` from a noise floor (twice the largest standardised
+    noise std ``s``; 0 for exact data): ``clip(5 * floor, 1e-2, 0.1)``, i.e. ``10 s``.
+
+    Coefficients found from data are accurate to about ``s`` relative; the spurious singular
+    values of the constants come out 5 to 7 times the coefficients' relative error (brackets
+    add up ``M`` terms; measured 6.5e-3 for h(5) at 1e-3), so ``10 s`` keeps them under the
+    threshold. ``1e-2`` (entries accurate to ~1e-3) is kept for exact data; the cap 0.1 keeps
+    apart the eigenvalue clusters (gaps ``> tol``) that split simple ideals: at 0.2 a random
+    commutant element often merges the two ideals of ``su(2) ⊕ su(2)``.
+    """
+    return min(0.1, max(1e-2, 5.0 * float(floor)))
+
+
+def identify(c, tol: float = 1e-2, scale: float | None = None, rep=None) -> str:
     """Name of the real Lie algebra with ``(d, d, d)`` structure constants ``c``.
 
-    Recognises ``0``, ``u(1)^k``, compact semisimple sums (``su(n)``, ``so(n)``, ...,
-    ``su(2) ≅ so(3)``), ``sl(2,ℝ)``, ``u(n)``, their sums with ``u(1)^k``, ``se(2)`` and
-    ``u(1)^k ⊕ (so(2) ⋉ ℝ^m), weights (...)``; anything else is ``"unrecognised"``. Invariant
-    under orthogonal changes of basis (so under any mixing of generators, via span_basis).
+    Recognises (rules: :mod:`~pyro_razor.discovery.naming`) ``0``, ``u(1)^k``, compact
+    semisimple sums (``su(n)``, ``so(n)``, ..., ``su(2) ≅ so(3)``), ``sl(2,ℝ)``, ``u(n)``,
+    their sums with ``u(1)^k``, ``se(2)``, ``u(1)^k ⊕ (so(2) ⋉ ℝ^m), weights (...)``,
+    Heisenberg ``h(2n+1)``, ``se(3)`` and ``so(3) ⋉ ℝ^m, spins (...)``, ``n(4)`` and direct
+    sums of these; anything else is ``"unrecognised"``. ``rep`` (optional, ``(d, n, n)``: the
+    action on phase space, e.g. the generators' linear blocks) tells ``u(n)`` from
+    ``so(3) ⊕ u(1)``. Invariant under orthogonal changes of basis (so under any mixing of
+    generators, via span_basis).
     """
-    return _identify(c, tol, scale)[0]
+    from pyro_razor.discovery.naming import name_algebra  # naming imports this module
+
+    return name_algebra(c, tol, scale, rep)[0]
 
 
 @dataclass
 class LieAlgebraReport:
     """The Lie algebra spanned by some generators (see :func:`lie_algebra`).
 
-    Attributes: ``basis`` ``(d, M+1, M+1)`` orthonormal; ``structure_constants`` ``(d, d, d)``;
-    ``closure_error``; ``invariants`` (the dict of :func:`invariants`); ``name`` (of
-    :func:`identify`, or ``"not closed"``); ``simple_ideals`` (names, for a reductive algebra);
-    ``rotation_weights`` (of an ``so(2) ⋉ ℝ^m`` algebra, else None).
+    Attributes: ``basis`` ``(d, M+1, M+1)`` orthonormal; ``structure_constants``
+    ``(d', d', d')``, ``d' = d + 1`` when ``central_constant`` (the constant function 1 is then
+    the last basis element), else ``d``; ``closure_error`` (of the generators); ``invariants``
+    (the dict of :func:`invariants`, ``dimension = d'``); ``name`` (of :func:`identify`, or
+    ``"not closed"``); ``simple_ideals`` (names, for a reductive algebra); ``rotation_weights``
+    (of an ``so(2) ⋉ ℝ^m`` algebra, else None); ``summands`` (names of the direct summands);
+    ``central_constant`` (whether brackets of the quantities leave a constant, e.g. ``{q, p}``).
     """
 
     basis: torch.Tensor
@@ -401,6 +368,8 @@ class LieAlgebraReport:
     name: str
     simple_ideals: list[str] = field(default_factory=list)
     rotation_weights: list[float] | None = None
+    summands: list[str] = field(default_factory=list)
+    central_constant: bool = False
 
     def to_json(self) -> dict:
         """Plain-Python dict (int, float, str, bool, nested lists), without the basis."""
@@ -411,28 +380,45 @@ class LieAlgebraReport:
             "structure_constants": self.structure_constants.tolist(),
             "simple_ideals": list(self.simple_ideals),
             "rotation_weights": self.rotation_weights,
+            "summands": list(self.summands),
+            "central_constant": bool(self.central_constant),
+            "generator_dimension": int(self.basis.shape[0]),
         }
 
 
-def lie_algebra(generators, rtol: float = 1e-8, tol: float = 1e-2) -> LieAlgebraReport:
+def lie_algebra(
+    generators, rtol: float = 1e-8, tol: float = 1e-2, constants: bool = True
+) -> LieAlgebraReport:
     """Describe the real Lie algebra spanned by ``generators`` (name, invariants, constants).
 
-    If some bracket leaves the span by more than ``sqrt(tol) * scale`` the set is no Lie algebra
-    and is named ``"not closed"`` (the invariants are those of the projected constants).
+    With ``constants`` (default) the algebra is that of the quantities under the Poisson
+    bracket, the constant function included when a bracket leaves one
+    (:func:`poisson_constants`); otherwise that of the generators under the commutator. The
+    name uses the action on phase space (the linear blocks ``G[:M, :M]``; 0 for the constant).
+    If some commutator leaves the span by more than ``sqrt(tol) * scale`` the set is no Lie
+    algebra and is named ``"not closed"`` (the invariants are those of the projected constants).
 
     Args:
         generators: ``(K, M+1, M+1)``, e.g. the significant learned directions; ``K = 0`` ok.
-        rtol: rank tolerance of :func:`span_basis`; tol: that of the invariants.
+        rtol: rank tolerance of :func:`span_basis`; tol: that of the invariants and the name.
+        constants: whether to keep the constants of the Poisson brackets.
 
     Returns:
-        :class:`LieAlgebraReport` of the ``d``-dimensional span.
+        :class:`LieAlgebraReport` of the ``d``-dimensional span (``d + 1`` with the constant).
     """
+    from pyro_razor.discovery.naming import name_algebra  # naming imports this module
+
     basis = span_basis(generators, rtol)
+    M = basis.shape[-1] - 1
     c = structure_constants(basis)
-    scale = max(_scale(c), 1.0 / math.sqrt(basis.shape[-1]))
-    name, details = _identify(c, tol, scale)
+    floor = 1.0 / math.sqrt(M + 1)
+    scale = max(_scale(c), floor)
+    full, central = poisson_constants(basis, c, tol, scale) if constants else (c, False)
+    rep = torch.cat([basis[:, :M, :M], basis.new_zeros(int(central), M, M)])
+    full_scale = max(_scale(full), floor)
+    name, details = name_algebra(full, tol, full_scale, rep)
     residual = _brackets(basis, c).flatten(2).norm(dim=-1)
     if basis.shape[0] and float(residual.max()) > math.sqrt(tol) * scale:
         name = "not closed"
-    inv, err = invariants(c, tol, scale), closure_error(basis, c)
-    return LieAlgebraReport(basis, c, err, inv, name, **details)
+    inv, err = invariants(full, tol, full_scale), closure_error(basis, c)
+    return LieAlgebraReport(basis, full, err, inv, name, central_constant=central, **details)
