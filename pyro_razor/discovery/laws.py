@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_razor.discovery.algebra import lie_algebra
+from pyro_razor.discovery.algebra import lie_algebra, tolerance_from_noise
 from pyro_razor.discovery.direct import DirectEstimate
 from pyro_razor.discovery.formulas import quantity_coefficients, quantity_from_coefficients
 from pyro_razor.discovery.report import Discovery
@@ -82,7 +82,8 @@ def direct_quantities(
 def direct_discovery(
     estimate: DirectEstimate, names: Sequence[str], precision: int = 2
 ) -> Discovery:
-    """The :class:`~pyro_razor.discovery.report.Discovery` of a direct estimate alone."""
+    """The :class:`~pyro_razor.discovery.report.Discovery` of a direct estimate alone; the
+    algebra's tolerance follows the noise floor (:func:`.algebra.tolerance_from_noise`)."""
     quantities = direct_quantities(estimate, names, precision)
     conserved = [q for q in quantities if q["kind"] == "conserved"]
     M = estimate.features.M
@@ -92,7 +93,7 @@ def direct_discovery(
         G = estimate.scaling.generators_to_scaled(generator_matrix(A, b))
     else:
         G = torch.zeros(0, M + 1, M + 1, dtype=F64)
-    algebra = lie_algebra(G).to_json()
+    algebra = lie_algebra(G, tol=tolerance_from_noise(noise_floor(estimate))).to_json()
     evidence = {"direct": estimate.to_json(), "precision": precision,
                 "noise_floor": noise_floor(estimate)}
     return Discovery(quantities, algebra, evidence, estimate.summary(), estimate.warnings)
