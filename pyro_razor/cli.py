@@ -12,6 +12,7 @@
     pyro-razor discover DATA [--dt DT] [--quantities K] [--names X,Y,..] [--out DIR]
                         [--epochs N] [--seed N] [--test-fraction F] [--device D]
                         [--alpha A] [--noise SIGMA] [--tolerance T] [--no-razor]
+                        [--confirm-epochs N]
 
 User errors (missing, invalid or damaged files, bad configs and output paths, an absent CUDA
 device, a missing checkpoint, a config too large for the memory, a diverged training) print one
@@ -161,7 +162,8 @@ def _add_discover(sub) -> None:
     discover.add_argument("--dt", type=float, metavar="DT",
                           help="time between states (if the file has none)")
     discover.add_argument("--quantities", type=_positive_int, metavar="K",
-                          help="learnable quantities (default M + 2)")
+                          help="learnable quantities (default: the direct estimate's "
+                          "candidates + 2, at most M (M + 3) / 2)")
     discover.add_argument("--names", metavar="X,Y,...",
                           help="phase coordinate names, positions first, comma-separated")
     discover.add_argument("--out", metavar="DIR", help="output directory (default: runs/...)")
@@ -180,6 +182,9 @@ def _add_discover(sub) -> None:
                           "conserved (default 0.05)")
     discover.add_argument("--no-razor", action="store_true",
                           help="the direct estimate alone (milliseconds, no training)")
+    discover.add_argument("--confirm-epochs", type=_non_negative_int, default=100, metavar="N",
+                          help="epochs of each refit in the razor's per-quantity evidence "
+                          "(quantity switched off, weights refitted; default 100, 0: no refit)")
     discover.add_argument("--device", metavar="DEVICE", default="cpu")
     discover.add_argument("--overwrite", action="store_true",
                           help="replace an earlier discovery in the output directory")
@@ -279,6 +284,7 @@ def _cmd_discover(args) -> int:
         report=print, dt=args.dt, names=names, quantities=args.quantities, epochs=args.epochs,
         seed=args.seed, device=args.device, test_fraction=args.test_fraction,
         alpha=args.alpha, noise=args.noise, tolerance=args.tolerance, razor=not args.no_razor,
+        confirm_epochs=args.confirm_epochs,
     )
     return 0
 

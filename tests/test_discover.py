@@ -65,7 +65,7 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     data = oscillator_file(tmp_path / "osc.csv")
     out = tmp_path / "found"
     assert main(["discover", str(data), "--epochs", "3", "--out", str(out),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--confirm-epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "chosen settings: K = 6, MLP 4-64-64-1" in printed and "verdict:" in printed
     record = json.loads((out / "discovery.json").read_text())
@@ -83,6 +83,11 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert text.startswith("direct estimate: ") and "\nrazor: -ELBO/N: vanilla " in text
     assert record["direct"]["summary"] == text.splitlines()[0].rsplit(" [", 1)[0]
     assert (out / "figures" / "discovery.png").is_file()
+    # the learned quantities started at the 4 direct candidates of u(2), plus 2 spare ones
+    evidence = record["evidence"]["per_quantity"]
+    assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
+    assert all(abs(q["alignment"]) > 0.9 for q in evidence["quantities"][:4])  # 3 epochs moved
+    assert evidence["refit_epochs"] == 2 and "razor evidence per quantity" in text
 
 
 def test_discover_refuses_bad_data_in_one_line(tmp_path, capsys):

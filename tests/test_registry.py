@@ -21,6 +21,7 @@ def test_config_literals_and_registries_name_the_same_things():
     assert literal_names(ModelConfig, "integrator") == set(registry.INTEGRATORS)
     assert literal_names(ModelConfig, "measure") == set(registry.MEASURES)
     assert literal_names(ModelConfig, "activation") == set(registry.ACTIVATION_NAMES)
+    assert literal_names(ModelConfig, "eta_init") == set(registry.ETA_STARTS)
     assert literal_names(GuideConfig, "kind") == set(registry.GUIDES)
     assert set(VARIANTS) == set(registry.VARIANTS)
 

@@ -63,7 +63,7 @@ def discover(
         out_dir: the razor stage's run directory (default ``runs/discover_<name>``).
         razor_settings: :func:`~pyro_razor.runs.discover.discovery_config`'s keywords
             (``quantities``, ``epochs``, ``seed``, ``device``, ``test_fraction``) and
-            ``progress``, ``overwrite``, ``report``.
+            ``progress``, ``overwrite``, ``report``, ``confirm_epochs``.
 
     Returns:
         The :class:`~pyro_razor.discovery.report.Discovery`.

@@ -30,6 +30,10 @@ class LearnedQuantities(PyroModule):
         init_std: ``W, b ~ N(0, init_std^2)`` at initialisation; ``0`` starts every quantity at
             zero (identity flow), as the reference code does for Tables 1–2.
         generator: optional ``torch.Generator`` for the initial values.
+        init: optional initial ``(A, b)`` of shapes ``(K, M, M)`` (symmetric) and ``(K, M)``,
+            e.g. the direct estimate's candidates
+            (:func:`~pyro_razor.discovery.candidates.direct_start`); replaces the random draw
+            (``W = A / 2``).
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class LearnedQuantities(PyroModule):
         num_quantities: int,
         init_std: float = 0.0,
         generator: torch.Generator | None = None,
+        init: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         check_phase_dim(phase_dim)
@@ -47,8 +52,13 @@ class LearnedQuantities(PyroModule):
             raise ValueError(f"init_std must be >= 0, got {init_std}")
         M, K = phase_dim, num_quantities
         self.phase_dim, self.num_quantities = M, K
-        self.W = PyroParam(init_std * torch.randn(K, M, M, generator=generator), constraints.real)
-        self.b = PyroParam(init_std * torch.randn(K, M, generator=generator), constraints.real)
+        if init is None:
+            W = init_std * torch.randn(K, M, M, generator=generator)
+            b = init_std * torch.randn(K, M, generator=generator)
+        else:
+            W, b = _checked_init(init, K, M)
+        self.W = PyroParam(W, constraints.real)
+        self.b = PyroParam(b, constraints.real)
 
     def quadratic_forms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A, b)`` of shapes ``(K, M, M)`` (symmetric, ``A = W + W^T``) and ``(K, M)``."""
@@ -58,6 +68,19 @@ class LearnedQuantities(PyroModule):
         """``(K, M+1, M+1)`` generators."""
         A, b = self.quadratic_forms()
         return generator_matrix(A, b)
+
+
+def _checked_init(init, K: int, M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W, b) = (A / 2, b)`` from an initial ``(A, b)``, after checking shapes and symmetry."""
+    A, b = (torch.as_tensor(t, dtype=torch.get_default_dtype()) for t in init)
+    if A.shape != (K, M, M) or b.shape != (K, M):
+        raise ValueError(f"LearnedQuantities: init (A, b) must have shapes {(K, M, M)} and "
+                         f"{(K, M)}, got {tuple(A.shape)} and {tuple(b.shape)}")
+    if not (torch.isfinite(A).all() and torch.isfinite(b).all()):
+        raise ValueError("LearnedQuantities: init (A, b) must be finite")
+    if not torch.allclose(A, A.transpose(-1, -2), atol=1e-6 * (1 + float(A.abs().max()))):
+        raise ValueError("LearnedQuantities: init A must be symmetric")
+    return 0.5 * A, b
 
 
 class FixedQuantities(torch.nn.Module):

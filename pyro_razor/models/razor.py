@@ -140,10 +140,12 @@ class NoetherRazorModel(PyroModule):
         num_quantities: int,
         init_std: float = 0.0,
         generator: torch.Generator | None = None,
+        init: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> NoetherRazorModel:
-        """``K = num_quantities`` learnable quadratic conserved quantities."""
-        quantities = LearnedQuantities(phase_dim, num_quantities, init_std, generator)
+        """``K = num_quantities`` learnable quadratic conserved quantities (started at ``init
+        = (A, b)`` if given, see :class:`LearnedQuantities`)."""
+        quantities = LearnedQuantities(phase_dim, num_quantities, init_std, generator, init)
         return cls(phase_dim, dt, quantities=quantities, **kwargs)
 
     @classmethod

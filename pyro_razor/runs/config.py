@@ -242,7 +242,11 @@ class ModelConfig:
             ``"normal"``.
         measure_scale: factor multiplying ``tau`` (reference code: ``pi``).
         num_quantities: ``K``, learnable quantities of the ``"learned"`` variant.
-        eta_init_std: ``W, b ~ N(0, eta_init_std^2)`` initially (0: identity flow).
+        eta_init: where the learned quantities start: ``"normal"`` (``W, b ~ N(0,
+            eta_init_std^2)``, 0: identity flow) or ``"direct"`` (the direct estimate's
+            candidates on the training data, each at unit flow speed, the rest at zero:
+            :func:`~pyro_razor.discovery.candidates.direct_start`).
+        eta_init_std: the standard deviation of the ``"normal"`` start.
         eta_seed: seed of that initialisation.
     """
 
@@ -263,6 +267,7 @@ class ModelConfig:
     measure: Literal["ball", "cube", "normal"] = "ball"
     measure_scale: float = math.pi
     num_quantities: int = 1
+    eta_init: Literal["normal", "direct"] = "normal"
     eta_init_std: float = 0.0
     eta_seed: int = 0
 

@@ -7,9 +7,10 @@ evidence-based verdict of :func:`~pyro_razor.discovery.report.discover_quantitie
 
 Settings chosen from the data (stated in the output and in ``discovery.json``):
 
-- ``K = min(M + 2, M (M + 3) / 2)`` learnable quantities: two more than the phase dimension,
-  so a system with fewer conserved quantities than its largest group leaves some to switch
-  off;
+- the learned quantities start at the direct estimate's candidates on the training data
+  (``model.eta_init = "direct"``: conserved, approximately conserved and undecided ones, each
+  at unit flow speed; :mod:`~pyro_razor.discovery.candidates`) plus two spare ones at zero:
+  ``K = min(L + 2, M (M + 3) / 2)`` for ``L`` candidates;
 - an MLP of two hidden layers of 64 ELU units, ``S = 8`` symmetry samples uniform in the unit
   ball times pi, ``P = 4`` weight samples, the matrix-normal guide at
   ``guide.init_scale = 0.02`` (uniform; wide enough that the scales reach their converged
@@ -19,6 +20,11 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
   most 0.05 (90th percentile of the observed increments), between 2 and 20;
 - full-batch steps for up to 4,000 transitions (else minibatches of trajectories of about that
   size), 1,500 steps in all;
+- after training, each candidate (and each spare quantity whose flow moves the data by more
+  than 0.1 standard deviations) is put to the nested ELBO comparison of
+  :mod:`~pyro_razor.discovery.confirm` (switched off, weights refitted for
+  ``confirm_epochs`` epochs): the razor's evidence for that quantity, in nats, beside the
+  direct test's verdict;
 - standardised units (:mod:`pyro_razor.systems.units`), reported back in the user's.
 
 Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``K`` learnable quantities.
@@ -34,6 +40,8 @@ import torch
 
 from pyro_razor.analysis import learnable_dimension
 from pyro_razor.atomic import write_json, write_text
+from pyro_razor.discovery.candidates import direct_start, flow_speed
+from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
 from pyro_razor.discovery.direct import direct_estimate
 from pyro_razor.discovery.laws import direct_discovery
 from pyro_razor.discovery.report import Discovery, discover_quantities
@@ -49,13 +57,16 @@ from pyro_razor.runs.config import (
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.run import run_experiment
 from pyro_razor.runs.rundir import RunDir
-from pyro_razor.runs.variants import load_variant
+from pyro_razor.runs.variants import load_variant, training_trajectories
+from pyro_razor.symmetry import generator_matrix
 from pyro_razor.systems import is_import_path
 
-__all__ = ["direct_stage", "discovery_config", "discovery_text", "run_discovery"]
+__all__ = ["direct_stage", "discovery_config", "discovery_text", "per_quantity_evidence",
+           "run_discovery"]
 
 STEPS = 1500
 FULL_BATCH_TRANSITIONS = 4000
+MOVES = 0.1  # standardised flow speed above which a spare quantity is put to the test
 
 
 def _data_config(source: str, dt: float | None, names, test_fraction: float, seed: int):
@@ -77,14 +88,19 @@ def _make_data_config(source: str, dt: float | None, names, test_fraction: float
                       seed=seed)
 
 
-def _euler_steps(data: DataConfig) -> int:
-    """Sub-steps per ``dt`` so that one moves the standardised state by at most 0.05."""
+def _from_training_data(data: DataConfig) -> tuple[int, int]:
+    """Sub-steps per ``dt`` so that one moves the standardised state by at most 0.05, and the
+    number ``L`` of direct candidates on the training data (what the learned model starts at)."""
     from pyro_razor.runs.data import RunData
 
     loaded = RunData.load(data, "cpu", torch.float64)
     step = (loaded.train[:, 1:] - loaded.train[:, :-1]).norm(dim=-1).flatten()
     typical = float(torch.quantile(step, 0.9)) if step.numel() else 0.0
-    return int(min(20, max(2, math.ceil(typical / 0.05))))
+    try:
+        kinds = direct_start(loaded.train, 1)[2]
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    return int(min(20, max(2, math.ceil(typical / 0.05)))), len(kinds)
 
 
 def discovery_config(
@@ -96,7 +112,8 @@ def discovery_config(
     data = _data_config(source, dt, tuple(names) if names else None, test_fraction, seed)
     shapes = data.shapes()
     M, (B, n) = shapes["phase_dim"], shapes["train"]
-    K = quantities if quantities is not None else min(M + 2, learnable_dimension(M))
+    euler_steps, candidates = _from_training_data(data)
+    K = quantities if quantities is not None else min(candidates + 2, learnable_dimension(M))
     per_trajectory = max(n - 1, 1)
     batch = None if B * per_trajectory <= FULL_BATCH_TRANSITIONS else max(
         1, FULL_BATCH_TRANSITIONS // per_trajectory)
@@ -104,8 +121,8 @@ def discovery_config(
     model = ModelConfig(
         hidden=(64, 64), activation="elu", elu_alpha=1.0, prior="fixed", prior_variance=1.0,
         noise="empirical", noise_variance=1e-3, integrator="euler",
-        integrator_steps=_euler_steps(data), tau_samples=8, measure="ball",
-        measure_scale=math.pi, num_quantities=K, eta_init_std=0.01, eta_seed=seed,
+        integrator_steps=euler_steps, tau_samples=8, measure="ball",
+        measure_scale=math.pi, num_quantities=K, eta_init="direct", eta_seed=seed,
     )
     train = TrainConfig(
         epochs=epochs or max(1, math.ceil(STEPS / steps_per_epoch)), batch_size=batch,
@@ -142,7 +159,7 @@ def direct_stage(config: ExperimentConfig, *, alpha: float = 0.05, noise=None,
 def run_discovery(
     source: str, out_dir: str | os.PathLike | None = None, *, progress: bool = True,
     overwrite: bool = False, report=None, alpha: float = 0.05, noise=None,
-    tolerance: float = 0.05, razor: bool = True, **settings,
+    tolerance: float = 0.05, razor: bool = True, confirm_epochs: int = 100, **settings,
 ) -> Discovery:
     """Estimate directly, then (``razor=True``) train vanilla and learned on ``source`` and
     decide what is conserved; write the answer.
@@ -155,6 +172,8 @@ def run_discovery(
         alpha, noise, tolerance: the direct estimate's test level, noise level (``None``:
             estimated) and drift tolerance (:func:`~pyro_razor.discovery.direct.direct_estimate`).
         razor: also run the razor stage (training); ``False`` gives the direct answer alone.
+        confirm_epochs: epochs of each refit of the per-quantity evidence
+            (:mod:`~pyro_razor.discovery.confirm`); 0 compares without refitting.
         settings: :func:`discovery_config`'s keywords (``dt``, ``names``, ``quantities``,
             ``epochs``, ``seed``, ``device``, ``test_fraction``).
 
@@ -174,13 +193,15 @@ def run_discovery(
     say(f"{direct.verdict} [{1000 * direct_record['seconds']:.0f} ms]; now the razor stage")
     say(_settings_line(config))
     summary = run_experiment(config, out, progress=progress, overwrite=overwrite, report=say)
-    _, data, model, _ = load_variant(out, "learned", config.device)
+    _, data, model, guide = load_variant(out, "learned", config.device)
     elbo = {"vanilla": summary["variants"]["vanilla"]["neg_elbo_per_n"],
             "learned": summary["variants"]["learned"]["neg_elbo_per_n"],
             "n_transitions": data.n_transitions}
     found = discover_quantities(model.generators().detach(), data.train, model.measure,
                                 data.scaling, data.names, elbo)
     found.evidence["direct"] = direct_record
+    found.evidence["per_quantity"] = per_quantity_evidence(config, data, model, guide,
+                                                          confirm_epochs)
     record = {**found.to_json(), "names": list(data.names), "data": config.data.source,
               "settings": _settings(config, data), "units": data.scaling.to_json(),
               "direct": direct_record, "razor": True}
@@ -188,6 +209,32 @@ def run_discovery(
     plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,
                    RunDir(out).figure("discovery.png"))
     return found
+
+
+def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
+                          refit_epochs: int = 100) -> dict:
+    """The nested ELBO comparison for each quantity that started at a direct candidate or whose
+    flow moves the training states by more than 0.1 (standardised units)."""
+    K = config.model.num_quantities
+    A, b, kinds = direct_start(training_trajectories(data.states, data.next_states), K)
+    start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
+    speed = flow_speed(G, data.train)
+    tested = [k for k in range(K) if k < len(kinds) or float(speed[k]) > MOVES]
+    if not tested:
+        return {"quantities": [], "refit_epochs": refit_epochs}
+    evidence = quantity_evidence(model, guide, data.states, data.next_states, config.train, G,
+                                 indices=tested, refit_epochs=refit_epochs)
+    rows = []
+    for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
+                                      strict=True):
+        kind = kinds[k] if k < len(kinds) else "spare"
+        cosine = (float((G[k] * start[k]).sum() / (G[k].norm() * start[k].norm()).clamp_min(
+            1e-300)) if k < len(kinds) else None)
+        rows.append({"index": k, "start": kind, "alignment": cosine, "speed": float(speed[k]),
+                     "delta_nats": delta, "decision": decision,
+                     "statement": STATEMENTS[(kind, decision)]})
+    return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
+                                              "threshold", "seconds")}, "quantities": rows}
 
 
 def _write_answer(out: Path, record: dict, say) -> None:
@@ -239,6 +286,22 @@ def _direct_lines(direct: dict) -> list[str]:
     return lines + [f"warning: {w}" for w in direct["warnings"]]
 
 
+def _per_quantity_lines(evidence: dict | None) -> list[str]:
+    if not evidence or not evidence["quantities"]:
+        return []
+    bar = max(evidence["threshold"], 2 * evidence["noise_nats"])
+    lines = [f"razor evidence per quantity (switched off, weights refitted "
+             f"{evidence['refit_epochs']} epochs; run-to-run noise "
+             f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
+    for q in evidence["quantities"]:
+        start = ("a spare quantity" if q["start"] == "spare" else
+                 f"started at a {q['start']} direct candidate, alignment now "
+                 f"{abs(q['alignment']):.2f}")
+        lines.append(f"  Q{q['index'] + 1} ({start}): {q['delta_nats']:+.1f} nats, "
+                     f"{q['decision']}: {q['statement']}")
+    return lines
+
+
 def discovery_text(record: dict) -> str:
     """The plain-text answer of ``discovery.json``: the direct estimate, then the razor's."""
     lines = _direct_lines(record["direct"]) if record.get("direct") else []
@@ -260,6 +323,7 @@ def discovery_text(record: dict) -> str:
         a = record["algebra"]
         lines.append(f"Lie algebra: {a['name']}, dimension {a['dimension']}, closure error "
                      f"{a['closure_error']:.2g}")
+    lines += _per_quantity_lines(record["evidence"].get("per_quantity"))
     lines.append(f"razor verdict: {record['verdict']}")
     lines += [f"warning: {w}" for w in record["warnings"]]
     return "\n".join(lines)

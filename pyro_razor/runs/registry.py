@@ -19,6 +19,7 @@ from pyro.infer.autoguide import (
     AutoNormal,
 )
 
+from pyro_razor.discovery.candidates import direct_start
 from pyro_razor.guides import MatrixNormalGuide
 from pyro_razor.integrators import METHODS
 from pyro_razor.models import (
@@ -34,6 +35,7 @@ from pyro_razor.symmetry import MEASURE_KINDS, SymmetryMeasure
 
 __all__ = [
     "ACTIVATION_NAMES",
+    "ETA_STARTS",
     "GUIDES",
     "INTEGRATORS",
     "MEASURES",
@@ -70,22 +72,46 @@ class Registry(Mapping[str, T], Generic[T]):
         return len(self._entries)
 
 
-def _vanilla(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+def _vanilla(M: int, dt: float, system, model_config, trajectories=None,
+             **kwargs) -> NoetherRazorModel:
     return NoetherRazorModel.vanilla(M, dt, **kwargs)
 
 
-def _learned(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+def _learned(M: int, dt: float, system, model_config, trajectories=None,
+             **kwargs) -> NoetherRazorModel:
+    init = ETA_STARTS[model_config.eta_init](model_config, trajectories)
     return NoetherRazorModel.learned(
         M, dt, model_config.num_quantities, init_std=model_config.eta_init_std,
-        generator=torch.Generator().manual_seed(model_config.eta_seed), **kwargs,
+        generator=torch.Generator().manual_seed(model_config.eta_seed), init=init, **kwargs,
     )
 
 
-def _oracle(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+def _direct_start(model_config, trajectories):
+    if trajectories is None or trajectories.dim() != 3:
+        raise ValueError("model.eta_init = 'direct' needs the training trajectories "
+                         "(B, n, M) to start from; build the model with them")
+    A, b, _ = direct_start(trajectories, model_config.num_quantities)
+    return A, b
+
+
+ETA_STARTS: Registry[Callable] = Registry(
+    "eta start",
+    {"normal": lambda model_config, trajectories: None, "direct": _direct_start},
+)
+"""Where the learned quantities start: ``builder(model_config, trajectories) -> (A, b)`` or
+``None`` (``"normal"``: ``W, b ~ N(0, eta_init_std^2)`` drawn with ``eta_seed``; ``"direct"``:
+the direct estimate's candidates on the training trajectories, the rest at zero:
+:func:`~pyro_razor.discovery.candidates.direct_start`)."""
+
+
+
+def _oracle(M: int, dt: float, system, model_config, trajectories=None,
+            **kwargs) -> NoetherRazorModel:
     return NoetherRazorModel.oracle(system.oracle_generators(dtype=torch.float64), dt, **kwargs)
 
 
-def _oracle_orbit(M: int, dt: float, system, model_config, **kwargs) -> NoetherRazorModel:
+def _oracle_orbit(M: int, dt: float, system, model_config, trajectories=None,
+                  **kwargs) -> NoetherRazorModel:
     return NoetherRazorModel.oracle(system.generators(dtype=torch.float64), dt, **kwargs)
 
 
@@ -93,10 +119,12 @@ VARIANTS: Registry[Callable[..., NoetherRazorModel]] = Registry(
     "variant",
     {"vanilla": _vanilla, "learned": _learned, "oracle": _oracle, "oracle_orbit": _oracle_orbit},
 )
-"""Model variants: ``builder(M, dt, system, model_config, **model_kwargs)``. They share every
-setting and differ only in the conserved quantities: none, ``K`` learnable ones, the system's
-fixed oracle group (``system.oracle_quantities``, e.g. SE(2) for the 2d 3-body system) or all
-its known conserved quantities (``"oracle_orbit"``)."""
+"""Model variants: ``builder(M, dt, system, model_config, trajectories, **model_kwargs)``
+(``trajectories (B, n, M)``: the training data in model units, used by a data-derived start
+of the learned quantities, else ``None``). They share every setting and differ only in the
+conserved quantities: none, ``K`` learnable ones, the system's fixed oracle group
+(``system.oracle_quantities``, e.g. SE(2) for the 2d 3-body system) or all its known conserved
+quantities (``"oracle_orbit"``)."""
 
 GUIDES: Registry[Callable] = Registry(
     "guide kind",

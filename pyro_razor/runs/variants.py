@@ -39,6 +39,7 @@ __all__ = [
     "fresh_variant",
     "load_run_config",
     "load_variant",
+    "training_trajectories",
 ]
 
 
@@ -48,13 +49,16 @@ def build_model(
     system: HamiltonianSystem | None,
     device: torch.device | str = "cpu",
     phase_dim: int | None = None,
+    trajectories: torch.Tensor | None = None,
 ) -> NoetherRazorModel:
     """The model of one variant, on ``device`` in ``config.dtype``, for phase dimension
     ``phase_dim`` (default the system's; file data have no system).
 
     ``"vanilla"``: no symmetrisation (``K = 0``); ``"learned"``: ``model.num_quantities``
-    learnable quadratic quantities initialised from ``N(0, eta_init_std^2)`` with
-    ``eta_seed``; ``"oracle"``: the system's ground-truth generators, fixed.
+    learnable quadratic quantities started as ``model.eta_init`` says (from ``N(0,
+    eta_init_std^2)`` with ``eta_seed``, or at the direct estimate's candidates on the
+    training ``trajectories (B, n, M)``); ``"oracle"``: the system's ground-truth generators,
+    fixed.
     Call ``pyro.clear_param_store()`` and ``pyro.set_rng_seed`` first (see
     :func:`fresh_variant`).
     """
@@ -73,7 +77,7 @@ def build_model(
         checkpoint_steps=mc.checkpoint_steps,
     )
     M = system.phase_dim if phase_dim is None else phase_dim
-    model = VARIANTS[variant](M, config.data.dt, system, mc, **kwargs)
+    model = VARIANTS[variant](M, config.data.dt, system, mc, trajectories, **kwargs)
     return model.to(device=torch.device(device), dtype=config.torch_dtype)
 
 
@@ -82,11 +86,20 @@ def build_guide(config: ExperimentConfig, model: NoetherRazorModel):
     return GUIDES[config.guide.kind](model, config.guide)
 
 
+def training_trajectories(states: torch.Tensor, next_states: torch.Tensor):
+    """``(B, n, M)`` trajectories of transitions ``(B, n - 1, M)`` that keep them (else
+    ``None``): what a data-derived start of the learned quantities is computed from."""
+    if states.dim() != 3:
+        return None
+    return torch.cat([states, next_states[:, -1:]], dim=1)
+
+
 def fresh_variant(config, variant, system, device, states, next_states):
     """Clear the param store, seed, build model and guide, and create the guide's params."""
     pyro.clear_param_store()
     pyro.set_rng_seed(config.train.seed)
-    model = build_model(config, variant, system, device, phase_dim=states.shape[-1])
+    model = build_model(config, variant, system, device, phase_dim=states.shape[-1],
+                        trajectories=training_trajectories(states, next_states))
     guide = build_guide(config, model)
     with poutine.block(), torch.no_grad():
         guide(states[:1], next_states[:1])

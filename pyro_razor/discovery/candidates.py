@@ -1,0 +1,73 @@
+r"""The direct estimate's quantities as generators: where the razor starts, and what it checks.
+
+The razor's conserved quantities ``C_eta`` (:class:`~pyro_razor.models.LearnedQuantities`) can
+start at the quadratic quantities the direct estimate (:mod:`~pyro_razor.discovery.direct`)
+reports, instead of at zero or at random (``model.eta_init = "direct"``). Each candidate
+``C = 1/2 x^T A x + b^T x`` is scaled so that its flow moves the data at unit speed,
+
+.. math:: \Big(\frac{1}{N}\sum_x \|J (A x + b)\|^2\Big)^{1/2} = 1,
+
+so that the symmetry times ``tau`` (``|tau| <= measure_scale``) move the states by as much as
+for every other candidate: a unit rotation for an oscillator's energy ``(q^2 + p^2)/2`` in
+standardised units, a unit translation for a momentum. The order is the estimate's: conserved,
+then approximately conserved, then undecided (:attr:`DirectEstimate.kinds`).
+
+Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``L`` candidates, ``K``
+learnable quantities.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pyro_razor.discovery.direct import DirectEstimate, direct_estimate
+from pyro_razor.discovery.formulas import quantity_from_coefficients
+from pyro_razor.symmetry import generator_matrix
+
+__all__ = ["candidate_generators", "candidate_quantities", "direct_start", "flow_speed"]
+
+F64 = torch.float64
+
+
+def flow_speed(generators: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """``(K,)`` root-mean-square speed ``|G_k [x; 1]|`` of each generator's flow on ``states
+    (..., M)`` (same units as the states)."""
+    M = generators.shape[-1] - 1
+    x = states.reshape(-1, M).to(generators)
+    velocity = torch.einsum("kij,nj->kni", generators[:, :M, :M], x) + generators[:, None, :M, M]
+    return velocity.pow(2).sum(-1).mean(-1).sqrt()
+
+
+def candidate_quantities(estimate: DirectEstimate, states: torch.Tensor):
+    """The reported quantities ``(A, b)`` (shapes ``(L, M, M)``, ``(L, M)``) in the units of
+    the states the estimate was given, scaled to unit flow speed on ``states (N, M)``."""
+    M = estimate.features.M
+    if estimate.features.degree != 2:
+        raise ValueError("candidate_quantities: only quadratic (degree-2) quantities have "
+                         f"generators, got degree {estimate.features.degree}")
+    A, b = estimate.scaling.quantities_to_original(
+        *quantity_from_coefficients(estimate.coefficients.to(F64), M))
+    speed = flow_speed(generator_matrix(A, b), states).clamp_min(1e-12)
+    return A / speed[:, None, None], b / speed[:, None]
+
+
+def candidate_generators(estimate: DirectEstimate, states: torch.Tensor) -> torch.Tensor:
+    """``(L, M+1, M+1)`` generators of :func:`candidate_quantities`."""
+    return generator_matrix(*candidate_quantities(estimate, states))
+
+
+def direct_start(trajectories: torch.Tensor, num_quantities: int, *, alpha: float = 0.05,
+                 tolerance: float = 0.05) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Initial ``(A, b)`` of ``K`` learnable quantities from the direct estimate on
+    ``trajectories (B, n, M)``: the first ``min(L, K)`` are the candidates (unit flow speed),
+    the rest zero (the identity flow, free to grow). Returns ``(A (K, M, M), b (K, M),
+    kinds)`` with the ``L`` candidates' kinds (``"conserved"``, ``"approximate"``,
+    ``"undecided"``; ``L`` may exceed ``K``)."""
+    trajectories = trajectories.detach().to("cpu", F64)
+    M = trajectories.shape[-1]
+    estimate = direct_estimate(trajectories, alpha=alpha, tolerance=tolerance)
+    A0, b0 = candidate_quantities(estimate, trajectories)
+    L, K = A0.shape[0], num_quantities
+    A, b = torch.zeros(K, M, M, dtype=F64), torch.zeros(K, M, dtype=F64)
+    A[:min(L, K)], b[:min(L, K)] = A0[:K], b0[:K]
+    return A, b, list(estimate.kinds)
