@@ -45,19 +45,18 @@ Order: the older names of rules 2-3 keep ``u(1)^k`` first (``u(1)^2 ⊕ su(2)``,
 algebra), as results rely on them; names that come from the action or from a split list it
 last (``so(3) ⊕ u(1)``, ``se(3) ⊕ u(1)``). Anything else is ``"unrecognised"``.
 Thresholds: module docstring of :mod:`~pyro_razor.discovery.algebra`; weights are integers
-when within 1/4 of one.
+when within 1/4 of one. The ideals, the simple ideals of rule 2 and the splits of rule 4 are
+computed in :mod:`~pyro_razor.discovery.ideals`; this module names them.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from pyro_razor.discovery.algebra import (
-    _TRIALS,
     DT,
     _bracket_span,
     _centre,
@@ -68,11 +67,19 @@ from pyro_razor.discovery.algebra import (
     _spaces,
     killing_form,
 )
+from pyro_razor.discovery.ideals import (
+    ad,
+    centre_split,
+    ideal_split,
+    restrict,
+    restrict_rep,
+    simple_ideals,
+    unit,
+)
 
 __all__ = ["name_algebra"]
 
 _EXCEPTIONAL = {(14, 2): "g2", (52, 4): "f4", (78, 6): "e6", (133, 7): "e7", (248, 8): "e8"}
-_MAX_SPLIT = 24  # largest dimension split by the centroid (its linear system is d^3 x d^2)
 
 
 @dataclass(frozen=True)
@@ -84,27 +91,8 @@ class _Tol:
     thr_b: float
 
 
-def _restrict(c: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """Constants of the subalgebra ``span V`` (``V`` ``(d, m)`` orthonormal), ``(m, m, m)``."""
-    return torch.einsum("ia,jb,ijk,kc->abc", V, V, c, V)
-
-
-def _restrict_rep(rep: torch.Tensor | None, V: torch.Tensor) -> torch.Tensor | None:
-    return None if rep is None else torch.einsum("ia,inm->anm", V, rep)
-
-
-def _ad(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``ad_x``, ``(d, d)``."""
-    return torch.einsum("i,ijk->kj", x, c)
-
-
 def _abelian_name(k: int) -> str:
     return "0" if k == 0 else ("u(1)" if k == 1 else f"u(1)^{k}")
-
-
-def _unit(m: int, seed: int) -> torch.Tensor:
-    x = torch.randn(m, dtype=DT, generator=torch.Generator().manual_seed(seed))
-    return x / x.norm()
 
 
 # ---------------------------------------------------------------- semisimple (rule 2)
@@ -122,41 +110,6 @@ def _compact_simple_name(dim: int, r: int) -> str | None:
     if (dim, r) in _EXCEPTIONAL:
         names.append(_EXCEPTIONAL[(dim, r)])
     return " or ".join(names) if names else None
-
-
-def _commutant(ads: list[torch.Tensor], thr: float) -> torch.Tensor:
-    """``(m^2, k)`` orthonormal basis of ``{T : T A = A T for A in ads}`` (``(m, m)`` each)."""
-    eye, ads = torch.eye(ads[0].shape[0], dtype=DT), [A.contiguous() for A in ads]
-    return _spaces(torch.cat([torch.kron(A, eye) - torch.kron(eye, A.T.contiguous())
-                              for A in ads]), thr)[1]
-
-
-def _simple_ideals(c: torch.Tensor, D: torch.Tensor, t: _Tol) -> list | None:
-    """Split the semisimple ideal ``span D`` into simple ideals, ``(d, m_i)`` bases, or None.
-
-    The commutant of ``ad`` on a sum of absolutely simple ideals is spanned by the projectors
-    onto them, so a generic commutant element has one real eigenvalue per ideal. Commuting
-    with ``ad`` of three generic elements suffices: they generate the algebra.
-    """
-    m = D.shape[1]
-    ad = torch.einsum("ia,jb,ijk,kc->acb", D, D, c, D)  # ad[a] acting on D-coordinates
-    eye, gen = torch.eye(m, dtype=DT), torch.Generator().manual_seed(0)
-    x = torch.randn(3, m, dtype=DT, generator=gen)
-    N = _commutant(list(torch.einsum("na,abc->nbc", x / x.norm(dim=1, keepdim=True), ad)), t.thr)
-    for _ in range(_TRIALS):
-        T = (N @ torch.randn(N.shape[1], dtype=DT, generator=gen)).reshape(m, m)
-        ev = torch.linalg.eigvals(T)
-        top = float(ev.abs().max())
-        lam = torch.sort(ev.real).values
-        cuts = [0] + [i + 1 for i in range(m - 1) if lam[i + 1] - lam[i] > t.tol * top] + [m]
-        if float(ev.imag.abs().max()) > t.tol * top or len(cuts) - 1 != N.shape[1]:
-            continue  # complex eigenvalues or clusters that merged: draw again
-        ideals = []
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            Vh = torch.linalg.svd(T - lam[a:b].mean() * eye).Vh  # eigenspace of lam[a:b]
-            ideals.append(D @ Vh[m - (b - a) :].T)
-        return ideals
-    return None
 
 
 def _simple_name(c: torch.Tensor, Q: torch.Tensor, t: _Tol) -> str | None:
@@ -184,12 +137,12 @@ def _is_so3(c: torch.Tensor, Q: torch.Tensor, rep: torch.Tensor, t: _Tol) -> boo
     ``R_x`` the eigenvalues ``i m w``, ``m = -j..j``: all ``m`` integers iff it factors
     through ``SO(3)``.
     """
-    R = _restrict_rep(rep, Q)
+    R = restrict_rep(rep, Q)
     S = _support(R, t.tol)
     if S.shape[1] == 0:
         return False
-    x = _unit(3, 1)
-    w = float(torch.linalg.eigvals(_ad(_restrict(c, Q), x)).imag.abs().max())
+    x = unit(3, 1)
+    w = float(torch.linalg.eigvals(ad(restrict(c, Q), x)).imag.abs().max())
     m = torch.linalg.eigvals(S.T @ torch.einsum("a,anm->nm", x, R) @ S).imag / w
     return bool(((m - m.round()).abs() < 0.25).all())
 
@@ -198,7 +151,7 @@ def _is_unitary(Q: torch.Tensor, z: torch.Tensor, rep: torch.Tensor, n: int, t: 
     """Whether ``u(1) + su(n)`` acts as ``u(n)`` on ``C^n``: the support of ``su(n)`` (basis
     ``Q``) has real dimension ``2n`` and ``R_z`` (``z`` ``(d,)`` central) preserves it as a
     scaled complex structure, ``K = S^T R_z S`` with ``K^2 = -lambda^2 I``."""
-    S = _support(_restrict_rep(rep, Q), t.tol)
+    S = _support(restrict_rep(rep, Q), t.tol)
     if S.shape[1] != 2 * n:
         return False
     Rz = torch.einsum("a,anm->nm", z, rep)
@@ -212,7 +165,7 @@ def _is_unitary(Q: torch.Tensor, z: torch.Tensor, rep: torch.Tensor, n: int, t: 
 
 def _reductive_name(c, Z, D, rep, t: _Tol, details: dict) -> str | None:
     """Name of the reductive ``span Z + span D`` (``Z`` central, ``D`` semisimple), or None."""
-    ideals = _simple_ideals(c, D, t)
+    ideals = simple_ideals(c, D, t.tol, t.thr)
     if ideals is None:
         return None
     names = [_simple_name(c, Q, t) for Q in ideals]
@@ -242,7 +195,7 @@ def _reductive_name(c, Z, D, rep, t: _Tol, details: dict) -> str | None:
 def _rotation_weights(c, Z, D, tol: float) -> list[float] | None:
     """Weights ``w_j / min w`` of the rotation on the abelian ideal ``span D``, or None."""
     r = _spaces(torch.cat([Z, D], dim=1).T, tol)[1][:, 0]  # unit, orthogonal to z + [g, g]
-    R = D.T @ _ad(c, r) @ D  # ad_r on [g, g]
+    R = D.T @ ad(c, r) @ D  # ad_r on [g, g]
     ev = torch.linalg.eigvals(R)
     top = float(ev.abs().max())
     omega = torch.sort(ev.imag[ev.imag > 0]).values
@@ -293,7 +246,7 @@ def _heisenberg(c, t: _Tol) -> str | None:
     """``h(2n+1)`` (``⊕ u(1)^k``) when ``[g, g]`` is one-dimensional and central."""
     d = c.shape[0]
     D = _spaces(c.reshape(d * d, d), t.thr)[0]
-    if D.shape[1] != 1 or float(_ad(c, D[:, 0]).norm()) > t.thr:
+    if D.shape[1] != 1 or float(ad(c, D[:, 0]).norm()) > t.thr:
         return None
     z = _centre(c, t.thr).shape[1]
     if (d - z) <= 0 or (d - z) % 2:
@@ -328,14 +281,14 @@ def _so3_semidirect(c, t: _Tol) -> str | None:
     if Q.shape[1] != 3 or K.shape[1] == 0:
         return None
     adK = torch.einsum("ia,ijk->ajk", K, c).reshape(-1, d)  # [K, g], rows in g-coordinates
-    if float((adK - adK @ K @ K.T).norm()) > t.thr or float(_restrict(c, K).norm()) > t.thr:
+    if float((adK - adK @ K @ K.T).norm()) > t.thr or float(restrict(c, K).norm()) > t.thr:
         return None  # not an ideal, or not abelian
-    cq = _restrict(c, Q)
+    cq = restrict(c, Q)
     if _signature(killing_form(cq), t.thr_b)[1] != 3:
         return None  # the quotient is not su(2)
-    x = _unit(3, 2)
-    w = float(torch.linalg.eigvals(_ad(cq, x)).imag.abs().max())
-    spins = _spins(torch.linalg.eigvals(K.T @ _ad(c, Q @ x) @ K).imag / w)
+    x = unit(3, 2)
+    w = float(torch.linalg.eigvals(ad(cq, x)).imag.abs().max())
+    spins = _spins(torch.linalg.eigvals(K.T @ ad(c, Q @ x) @ K).imag / w)
     if spins is None or spins == [1.0]:
         return None if spins is None else "se(3)"
     text = ", ".join(f"{int(2 * j)}/2" if j % 1 else str(int(j)) for j in spins)
@@ -357,91 +310,27 @@ def _piece(c, rep, t: _Tol) -> str | None:
 # ------------------------------------------------------------------ direct sums (rule 4)
 
 
-def _centre_split(c, t: _Tol) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(Z1, H)``: orthonormal bases of a central summand ``z_1`` (complement of
-    ``z ∩ [g, g]`` in ``z``) and of the ideal ``[g, g] + (z + [g, g])^perp``."""
-    d = c.shape[0]
-    Z, D = _centre(c, t.thr), _spaces(c.reshape(d * d, d), t.thr)[0]
-    null = _spaces(torch.cat([Z, D], dim=1), t.tol)[1]  # (z + m, k0): Z a = -D b
-    Z0 = _spaces((Z @ null[: Z.shape[1]]).T, t.tol)[0]  # row space = span(Z a), (d, k0)
-    U = torch.linalg.svd(Z - Z0 @ (Z0.T @ Z), full_matrices=False)[0]
-    Z1 = U[:, : Z.shape[1] - Z0.shape[1]]
-    R = _spaces(torch.cat([D, Z], dim=1).T, t.tol)[1]  # orthogonal to [g, g] and z
-    return Z1, torch.cat([D, R], dim=1)
-
-
-def _eigenspaces(T: torch.Tensor, tol: float) -> list[torch.Tensor] | None:
-    """Real generalised eigenspaces of ``T`` ``(d, d)``, ``(d, m_i)`` orthonormal each; a
-    cluster of eigenvalues within ``sqrt(tol) * |T|`` and its conjugate count as one."""
-    ev = torch.linalg.eigvals(T)
-    top, d = float(ev.abs().max()), T.shape[0]
-    if top == 0.0:
-        return None
-    near = (ev[:, None] - ev[None]).abs() <= math.sqrt(tol) * top
-    near |= (ev[:, None] - ev[None].conj()).abs() <= math.sqrt(tol) * top
-    for _ in range(d):  # transitive closure: clusters by single linkage
-        near = near | ((near.to(DT) @ near.to(DT)) > 0)
-    label = [int(row.nonzero()[0]) for row in near]  # smallest index in the cluster
-    groups = sorted(set(label))
-    if len(groups) < 2:
-        return None
-    eye, spaces = torch.eye(d, dtype=ev.dtype), []
-    for g in groups:
-        P = eye
-        for j in (j for j in range(d) if label[j] != g):
-            P = P @ (T.to(ev.dtype) - ev[j] * eye) / top
-        U = torch.linalg.svd(P.real, full_matrices=False)[0]
-        spaces.append(U[:, : label.count(g)])
-    return spaces
-
-
-def _is_direct_sum(c, parts: list[torch.Tensor], t: _Tol) -> bool:
-    """Whether the spans of ``parts`` are ideals, independent, and commute pairwise."""
-    if float(torch.linalg.svdvals(torch.cat(parts, dim=1))[-1]) <= t.tol:
-        return False
-    for i, V in enumerate(parts):
-        br = torch.einsum("jb,ijk->ibk", V, c).reshape(-1, c.shape[0])  # [g, V]
-        if float(torch.linalg.matrix_norm(br - br @ V @ V.T, ord=2)) > t.thr:
-            return False
-        for W in parts[i + 1 :]:
-            if float(torch.einsum("ia,jb,ijk->abk", V, W, c).norm()) > t.thr:
-                return False
-    return True
-
-
-def _ideal_split(c, t: _Tol) -> list[torch.Tensor] | None:
-    """Finest verified split of ``g`` into ideals by the centroid (module docstring), or None."""
-    d, gen, best = c.shape[0], torch.Generator().manual_seed(3), None
-    N = _commutant([c[i].T for i in range(d)], t.thr) if d <= _MAX_SPLIT else c.new_zeros(0, 0)
-    for _ in range(_TRIALS if N.shape[1] > 1 else 0):
-        T = (N @ torch.randn(N.shape[1], dtype=DT, generator=gen)).reshape(d, d)
-        parts = _eigenspaces(T, t.tol)
-        if parts and (best is None or len(parts) > len(best)) and _is_direct_sum(c, parts, t):
-            best = parts
-    return best
-
-
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else " ⊕ ".join(f"({n})" if "," in n else n for n in names)
 
 
 def _summands(c, rep, t: _Tol, depth: int = 0) -> list[tuple[int, str]] | None:
     """``(dim, name)`` of the summands of ``g`` (rule 4), non-abelian ones first; or None."""
-    Z1, H = _centre_split(c, t)
+    Z1, H = centre_split(c, t.tol, t.thr)
     central = [(Z1.shape[1], _abelian_name(Z1.shape[1]))] if Z1.shape[1] else []
     if central:
-        c, rep = _restrict(c, H), _restrict_rep(rep, H)
+        c, rep = restrict(c, H), restrict_rep(rep, H)
     if c.shape[0] == 0:
         return central
     name = _piece(c, rep, t)
     if name is not None:
         return [(c.shape[0], name)] + central
-    ideals = _ideal_split(c, t) if depth < 3 else None
+    ideals = ideal_split(c, t.tol, t.thr) if depth < 3 else None
     if ideals is None:
         return None
     parts = []
     for V in ideals:
-        sub = _summands(_restrict(c, V), _restrict_rep(rep, V), t, depth + 1)
+        sub = _summands(restrict(c, V), restrict_rep(rep, V), t, depth + 1)
         if sub is None:
             return None
         parts += sub
