@@ -12,7 +12,7 @@
     pyro-razor discover DATA [--dt DT] [--quantities K] [--names X,Y,..] [--out DIR]
                         [--epochs N] [--seed N] [--test-fraction F] [--device D]
                         [--alpha A] [--noise SIGMA] [--tolerance T] [--no-razor]
-                        [--confirm-epochs N]
+                        [--confirm-epochs N] [--resume]
 
 User errors (missing, invalid or damaged files, bad configs and output paths, an absent CUDA
 device, a missing checkpoint, a config too large for the memory, a diverged training) print one
@@ -188,6 +188,9 @@ def _add_discover(sub) -> None:
     discover.add_argument("--device", metavar="DEVICE", default="cpu")
     discover.add_argument("--overwrite", action="store_true",
                           help="replace an earlier discovery in the output directory")
+    discover.add_argument("--resume", action="store_true",
+                          help="continue an interrupted discovery in the output directory "
+                          "(finished models are reused, an unfinished one continues)")
     discover.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -281,6 +284,7 @@ def _cmd_discover(args) -> int:
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     run_discovery(
         args.data, args.out, progress=not args.no_progress, overwrite=args.overwrite,
+        resume=args.resume,
         report=print, dt=args.dt, names=names, quantities=args.quantities, epochs=args.epochs,
         seed=args.seed, device=args.device, test_fraction=args.test_fraction,
         alpha=args.alpha, noise=args.noise, tolerance=args.tolerance, razor=not args.no_razor,

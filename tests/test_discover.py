@@ -64,8 +64,9 @@ def test_run_accepts_a_trajectory_file_and_refuses_an_oracle(tmp_path, capsys):
 def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys):
     data = oscillator_file(tmp_path / "osc.csv")
     out = tmp_path / "found"
-    assert main(["discover", str(data), "--epochs", "3", "--out", str(out),
-                 "--no-progress", "--confirm-epochs", "2"]) == 0
+    args = ["discover", str(data), "--epochs", "3", "--out", str(out), "--no-progress",
+            "--confirm-epochs", "2"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "chosen settings: K = 6, MLP 4-64-64-1" in printed and "verdict:" in printed
     record = json.loads((out / "discovery.json").read_text())
@@ -88,6 +89,11 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
     assert all(abs(q["alignment"]) > 0.9 for q in evidence["quantities"][:4])  # 3 epochs moved
     assert evidence["refit_epochs"] == 2 and "razor evidence per quantity" in text
+    # a second call names --resume, and --resume exists and reuses the trained models
+    assert main(args) == 2 and "--resume" in one_line_error(capsys)
+    assert main(args + ["--resume"]) == 0
+    again = json.loads((out / "discovery.json").read_text())
+    assert again["evidence"]["elbo"] == record["evidence"]["elbo"]
 
 
 def test_discover_refuses_bad_data_in_one_line(tmp_path, capsys):

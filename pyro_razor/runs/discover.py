@@ -158,7 +158,7 @@ def direct_stage(config: ExperimentConfig, *, alpha: float = 0.05, noise=None,
 
 def run_discovery(
     source: str, out_dir: str | os.PathLike | None = None, *, progress: bool = True,
-    overwrite: bool = False, report=None, alpha: float = 0.05, noise=None,
+    overwrite: bool = False, resume: bool = False, report=None, alpha: float = 0.05, noise=None,
     tolerance: float = 0.05, razor: bool = True, confirm_epochs: int = 100, **settings,
 ) -> Discovery:
     """Estimate directly, then (``razor=True``) train vanilla and learned on ``source`` and
@@ -167,7 +167,10 @@ def run_discovery(
     Args:
         source: a trajectory file or ``"package.module:function"``.
         out_dir: the run directory (default ``runs/<config name>``).
-        progress, overwrite: as for :func:`~pyro_razor.runs.run_experiment`.
+        progress, overwrite, resume: as for :func:`~pyro_razor.runs.run_experiment` (``resume``
+            continues an interrupted razor stage: finished variants are reused, an unfinished
+            one continues from its checkpoint; the direct estimate and the per-quantity
+            evidence are recomputed).
         report: called with one line per step of the output (e.g. ``print``).
         alpha, noise, tolerance: the direct estimate's test level, noise level (``None``:
             estimated) and drift tolerance (:func:`~pyro_razor.discovery.direct.direct_estimate`).
@@ -192,7 +195,8 @@ def run_discovery(
         return direct
     say(f"{direct.verdict} [{1000 * direct_record['seconds']:.0f} ms]; now the razor stage")
     say(_settings_line(config))
-    summary = run_experiment(config, out, progress=progress, overwrite=overwrite, report=say)
+    summary = run_experiment(config, out, progress=progress, overwrite=overwrite, resume=resume,
+                             report=say)
     _, data, model, guide = load_variant(out, "learned", config.device)
     elbo = {"vanilla": summary["variants"]["vanilla"]["neg_elbo_per_n"],
             "learned": summary["variants"]["learned"]["neg_elbo_per_n"],
