@@ -87,7 +87,7 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     # the learned quantities started at the 4 direct candidates of u(2), plus 2 spare ones
     evidence = record["evidence"]["per_quantity"]
     assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
-    assert all(abs(q["alignment"]) > 0.9 for q in evidence["quantities"][:4])  # 3 epochs moved
+    assert all(q["in_span"] > 0.9 for q in evidence["quantities"][:4])  # after 3 epochs
     assert evidence["refit_epochs"] == 2 and "razor evidence per quantity" in text
     # a second call names --resume, and --resume exists and reuses the trained models
     assert main(args) == 2 and "--resume" in one_line_error(capsys)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_razor.analysis import learnable_dimension
+from pyro_razor.analysis import learnable_dimension, parallelness
 from pyro_razor.atomic import write_json, write_text
 from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
@@ -217,12 +217,16 @@ def run_discovery(
 
 def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                           refit_epochs: int = 100) -> dict:
-    """The nested ELBO comparison for each quantity that started at a direct candidate or whose
-    flow moves the training states by more than 0.1 (standardised units)."""
+    """The nested ELBO comparison (:func:`~pyro_razor.discovery.confirm.quantity_evidence`) for
+    each learned quantity that started at a direct candidate or whose flow moves the training
+    states by more than 0.1 (model units), with its parallelness to the candidates' span
+    (training may mix the candidates: only the span is defined)."""
     K = config.model.num_quantities
     A, b, kinds = direct_start(training_trajectories(data.states, data.next_states), K)
     start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
     speed = flow_speed(G, data.train)
+    in_span = (parallelness(G.flatten(1), start[:len(kinds)].flatten(1)) if kinds
+               else torch.zeros(K, dtype=torch.float64))
     tested = [k for k in range(K) if k < len(kinds) or float(speed[k]) > MOVES]
     if not tested:
         return {"quantities": [], "refit_epochs": refit_epochs}
@@ -230,12 +234,10 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                                  indices=tested, refit_epochs=refit_epochs)
     rows = []
     for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
-                                      strict=True):
+                                  strict=True):
         kind = kinds[k] if k < len(kinds) else "spare"
-        cosine = (float((G[k] * start[k]).sum() / (G[k].norm() * start[k].norm()).clamp_min(
-            1e-300)) if k < len(kinds) else None)
-        rows.append({"index": k, "start": kind, "alignment": cosine, "speed": float(speed[k]),
-                     "delta_nats": delta, "decision": decision,
+        rows.append({"index": k, "start": kind, "in_span": float(in_span[k]),
+                     "speed": float(speed[k]), "delta_nats": delta, "decision": decision,
                      "statement": STATEMENTS[(kind, decision)]})
     return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
                                               "threshold", "seconds")}, "quantities": rows}
@@ -299,8 +301,8 @@ def _per_quantity_lines(evidence: dict | None) -> list[str]:
              f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
     for q in evidence["quantities"]:
         start = ("a spare quantity" if q["start"] == "spare" else
-                 f"started at a {q['start']} direct candidate, alignment now "
-                 f"{abs(q['alignment']):.2f}")
+                 f"started at a {q['start']} direct candidate")
+        start += f"; {q['in_span']:.2f} of it now in the candidates' span"
         lines.append(f"  Q{q['index'] + 1} ({start}): {q['delta_nats']:+.1f} nats, "
                      f"{q['decision']}: {q['statement']}")
     return lines
