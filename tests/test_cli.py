@@ -81,6 +81,26 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"pyro-razor {__version__}"
 
 
+def test_run_with_many_quantities_draws_a_readable_generator_figure(tmp_path, monkeypatch):
+    """``model.num_quantities = 40``: the generator figure shows 30 of them, and says so."""
+    import pyro_razor.plotting as plotting
+
+    drawn = []
+    plot = plotting.plot_generators
+    monkeypatch.setattr(plotting, "plot_generators",
+                        lambda *a, **k: drawn.append(plot(*a, **k)) or drawn[-1])
+    many = {**TINY, "name": "many", "variants": ["learned"],
+            "model": {**TINY["model"], "num_quantities": 40}, "train": {**TINY["train"],
+                                                                       "epochs": 1}}
+    config = write_config(tmp_path / "many.toml", many)
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    (fig,) = drawn
+    generators = [ax for ax in fig.axes if ax.images and ax.get_title().startswith("G")]
+    assert len(generators) == 30
+    assert "(30 of 40 shown, largest norm)" in fig.subfigs[0].get_suptitle()
+    assert (tmp_path / "run" / "figures" / "generators_learned.png").is_file()
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == 0
     assert "usage: pyro-razor" in capsys.readouterr().out

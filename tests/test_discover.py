@@ -10,6 +10,7 @@ import torch
 
 from pyro_razor.cli import main
 from pyro_razor.configio import dump_toml
+from pyro_razor.runs import RunError
 from pyro_razor.systems import make_system, simulate
 from pyro_razor.systems.files import write_trajectories
 
@@ -107,3 +108,26 @@ def test_discover_refuses_bad_data_in_one_line(tmp_path, capsys):
     assert "odd" in one_line_error(capsys)
     assert main(["discover", "nosuchpkg.mod:make"]) == 2
     assert "cannot import module 'nosuchpkg.mod'" in one_line_error(capsys)
+
+
+def test_discover_refuses_more_quantities_than_exist_before_any_work(tmp_path, capsys,
+                                                                      monkeypatch):
+    """M = 4 has 14 independent quadratic quantities: --quantities 1000 is one line, no run."""
+    import pyro_razor.runs.discover as discover
+
+    data = oscillator_file(tmp_path / "osc.csv")
+    assert discover.discovery_config(str(data), quantities=14).model.num_quantities == 14
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before --quantities was checked")
+
+    monkeypatch.setattr(discover, "_from_training_data", no_work)
+    monkeypatch.setattr(discover, "run_experiment", no_work)
+    out = tmp_path / "found"
+    assert main(["discover", str(data), "--quantities", "1000", "--out", str(out)]) == 2
+    line = one_line_error(capsys)
+    assert line == ("pyro-razor: error: --quantities 1000 is more than the 14 independent "
+                    "quadratic quantities of M = 4; give at most 14")
+    assert not out.exists()
+    with pytest.raises(RunError, match="give at most 14"):
+        discover.discovery_config(str(data), quantities=15)

@@ -127,6 +127,7 @@ def plot_generators(
     n_vectors: int | None = None,
     max_ticks: int = 13,
     ncols: int | None = None,
+    max_panels: int = 30,
 ) -> Figure:
     """Heat maps of the learned generators and the leading right singular vectors (Figure 5).
 
@@ -134,7 +135,9 @@ def plot_generators(
     column = the homogeneous coordinate it multiplies), all on one diverging colour scale
     centred at 0, so collapsed generators look blank. Bottom block: the right singular vectors
     ``v_i`` reshaped to ``(M+1, M+1)``, titled with ``lambda_i`` and parallelness; directions
-    that are not significant have grey titles.
+    that are not significant have grey titles. At most ``max_panels`` generators are drawn
+    (those of largest norm) and, by default, singular vectors (the leading ones); a block's
+    heading then says how many of how many are shown.
 
     Args:
         learned: ``(K, M+1, M+1)`` learned generators (the ones ``analysis`` was made from).
@@ -142,9 +145,12 @@ def plot_generators(
         labels: tick labels for the ``M`` phase coordinates (``"1"`` is appended) or all
             ``M + 1``; default :func:`phase_labels` plus ``"1"``.
         path: where to save the PNG (optional).
-        n_vectors: how many singular vectors to show (default all ``min(K, (M+1)^2)``).
+        n_vectors: how many singular vectors to show (default all ``min(K, (M+1)^2)``, at
+            most ``max_panels``).
         max_ticks: tick labels are drawn only when ``M + 1 <= max_ticks``.
-        ncols: panels per row (default ``min(max(K, n_vectors), 10)``).
+        ncols: panels per row (default ``min(max(K, n_vectors), 10)`` of the shown panels).
+        max_panels: most panels per block (default 30, the largest ``K`` of the shipped
+            configs), so that a run with thousands of quantities still gets a readable figure.
 
     Returns:
         The figure.
@@ -160,10 +166,20 @@ def plot_generators(
             f"{len(analysis.generator_norms)} generators with M = {analysis.phase_dim}; pass "
             "the generators the analysis was computed from"
         )
+    if int(max_panels) < 1:
+        raise ValueError(f"plot_generators: max_panels must be >= 1, got {max_panels}")
     V = np.asarray(analysis.right_singular_vectors, dtype=float).reshape(-1, size, size)
-    n_vec = V.shape[0] if n_vectors is None else int(n_vectors)
+    n_vec = min(V.shape[0], int(max_panels)) if n_vectors is None else int(n_vectors)
     if not (0 <= n_vec <= V.shape[0]):
         raise ValueError(f"plot_generators: n_vectors must be in [0, {V.shape[0]}], got {n_vec}")
+    # the generators of largest norm, largest first, when there are more than max_panels
+    K_all = K
+    shown = np.arange(K)
+    if K > max_panels:
+        norms = np.asarray(analysis.generator_norms, dtype=float)
+        shown = np.argsort(-np.nan_to_num(norms, nan=-np.inf), kind="stable")[: int(max_panels)]
+        K = len(shown)
+    G = G[shown]
     if labels is None:
         ticks = [*phase_labels(M), "1"]
     else:
@@ -202,7 +218,8 @@ def plot_generators(
                 mats[idx], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest"
             )
             if kind == "G":
-                title = f"G{idx + 1}  |.|={analysis.generator_norms[idx]:.2g}"
+                k = int(shown[idx])
+                title = f"G{k + 1}  |.|={analysis.generator_norms[k]:.2g}"
                 color = "k"
             else:
                 title = f"v{idx + 1}  λ={analysis.singular_values[idx]:.2g}"
@@ -226,8 +243,10 @@ def plot_generators(
             sub.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.01)
         heading = (
             "learned generators $G_k$"
+            + (f" ({K} of {K_all} shown, largest norm)" if K < K_all else "")
             if kind == "G"
-            else f"right singular vectors $v_i$ ({analysis.n_significant} significant)"
+            else f"right singular vectors $v_i$ ({analysis.n_significant} significant"
+            + (f"; {n_vec} of {V.shape[0]} shown)" if n_vec < V.shape[0] else ")")
         )
         sub.suptitle(heading, fontsize=10)
     return save(fig, path)

@@ -10,7 +10,8 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
 - the learned quantities start at the direct estimate's candidates on the training data
   (``model.eta_init = "direct"``: conserved, approximately conserved and undecided ones, each
   at unit flow speed; :mod:`~pyro_razor.discovery.candidates`) plus two spare ones at zero:
-  ``K = min(L + 2, M (M + 3) / 2)`` for ``L`` candidates;
+  ``K = min(L + 2, M (M + 3) / 2)`` for ``L`` candidates (a chosen ``quantities`` above
+  ``M (M + 3) / 2`` is refused before any work);
 - an MLP of two hidden layers of 64 ELU units, ``S = 8`` symmetry samples uniform in the unit
   ball times pi, ``P = 4`` weight samples, the matrix-normal guide at
   ``guide.init_scale = 0.02`` (uniform; wide enough that the scales reach their converged
@@ -103,15 +104,31 @@ def _from_training_data(data: DataConfig) -> tuple[int, int]:
     return int(min(20, max(2, math.ceil(typical / 0.05)))), len(kinds)
 
 
+def _check_quantities(quantities: int | None, M: int) -> None:
+    """Refuse (before any work) more learnable quantities than the ``M (M + 3) / 2``
+    independent quadratic-plus-linear quantities of phase dimension ``M``: the rest could only
+    repeat them, and training and figures would grow without bound."""
+    most = learnable_dimension(M)
+    if quantities is not None and quantities > most:
+        raise RunError(f"--quantities {quantities} is more than the {most} independent "
+                       f"quadratic quantities of M = {M}; give at most {most}")
+
+
 def discovery_config(
     source: str, *, dt: float | None = None, names=None, quantities: int | None = None,
     epochs: int | None = None, seed: int = 0, device: str = "cpu", test_fraction: float = 0.2,
 ) -> ExperimentConfig:
     """The experiment ``discover`` runs on ``source`` (a trajectory file or
-    ``"package.module:function"``), with the settings of the module docstring."""
+    ``"package.module:function"``), with the settings of the module docstring.
+
+    Raises:
+        RunError: unreadable data, or ``quantities`` above ``M (M + 3) / 2``
+            (:func:`~pyro_razor.analysis.learnable_dimension`), before any training.
+    """
     data = _data_config(source, dt, tuple(names) if names else None, test_fraction, seed)
     shapes = data.shapes()
     M, (B, n) = shapes["phase_dim"], shapes["train"]
+    _check_quantities(quantities, M)
     euler_steps, candidates = _from_training_data(data)
     K = quantities if quantities is not None else min(candidates + 2, learnable_dimension(M))
     per_trajectory = max(n - 1, 1)
