@@ -12,7 +12,13 @@
     pyro-razor discover DATA [--dt DT] [--quantities K] [--names X,Y,..] [--out DIR]
                         [--epochs N] [--seed N] [--test-fraction F] [--device D]
                         [--alpha A] [--noise SIGMA] [--tolerance T] [--no-razor]
-                        [--confirm-epochs N] [--resume]
+                        [--confirm-epochs N] [--overwrite] [--resume] [--no-progress]
+
+``discover``'s DATA is a ``.npz``, ``.npy``, ``.csv`` or ``.nc`` trajectory file
+(:mod:`pyro_razor.systems.files`), or a system as ``package.module:function``. A ``.csv`` has a
+header line and one row per state: a trajectory id column (``trajectory``, ``traj`` or ``id``),
+a time column (``time`` or ``t``), and the phase coordinates in the other columns, positions
+first.
 
 User errors (missing, invalid or damaged files, bad configs and output paths, an absent CUDA
 device, a missing checkpoint, a config too large for the memory, a diverged training) print one
@@ -108,21 +114,36 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the figures (`pyro-razor analyse DIR` draws them later)")
 
     analyse = sub.add_parser(
-        "analyse", help="recompute rollouts, symmetry analysis and figures of a finished run"
+        "analyse", help="recompute rollouts, symmetry analysis and figures of a finished run",
+        description="Recompute the long-horizon rollouts, the symmetry analysis and every "
+        "figure of a finished run DIR from its checkpoints (training metrics are kept), then "
+        "print its results table.",
     )
     analyse.add_argument("run_dir", metavar="DIR", help="run directory (with summary.json)")
     analyse.add_argument("--device", metavar="DEVICE", help="torch device (default: the run's)")
 
-    table = sub.add_parser("table", help="paper-style results table of finished runs")
+    table = sub.add_parser(
+        "table", help="paper-style results table of finished runs",
+        description="Print a markdown table per finished run directory, read from its "
+        "summary.json: one row per variant with Train MSE, NLL/N, KL/N, -ELBO/N and Test MSE "
+        "(and the posterior predictive comparison once `pyro-razor ppc` has run).",
+    )
     table.add_argument("run_dirs", metavar="DIR", nargs="+", help="run directories")
 
-    ppc = sub.add_parser("ppc", help="posterior predictive checks of a finished run (ArviZ)")
+    ppc = sub.add_parser(
+        "ppc", help="posterior predictive checks of a finished run (ArviZ)",
+        description="Check the one-step and rollout posterior predictive distributions of "
+        "a finished run's trained variants against the data (coverage, calibration, held-out "
+        "log predictive density, PSIS-LOO with ArviZ); writes <variant>/ppc.json, "
+        "ppc_comparison.json and figures to RUN_DIR.",
+    )
     ppc.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     ppc.add_argument("--variant", help="one variant (default: all)")
     ppc.add_argument("--samples", type=_positive_int, metavar="N",
-                     help="posterior samples")
+                     help="posterior samples (default: 100)")
     ppc.add_argument("--horizon", type=_positive_int, metavar="T",
-                     help="rollout length in dt steps")
+                     help="rollout length in dt steps (default: the test trajectories' length, "
+                     "test_points - 1)")
     ppc.add_argument("--device", metavar="DEVICE", help="torch device (default: the run's)")
 
     bench = sub.add_parser(
@@ -158,19 +179,29 @@ def _add_discover(sub) -> None:
         "the data, and report the quadratic conserved quantities the evidence supports, their "
         "Lie algebra, or that none is supported (discovery.json, discovery.txt, a figure).",
     )
-    discover.add_argument("data", metavar="DATA", help="trajectory file or module:function")
+    discover.add_argument(
+        "data", metavar="DATA",
+        help="trajectory file (.npz, .npy, .csv or .nc) or a system as module:function; a .csv "
+        "has a header line, a trajectory id column (trajectory, traj or id), a time column "
+        "(time or t) and the phase coordinates in the other columns, positions first")
     discover.add_argument("--dt", type=float, metavar="DT",
                           help="time between states (if the file has none)")
     discover.add_argument("--quantities", type=_positive_int, metavar="K",
                           help="learnable quantities (default: the direct estimate's "
-                          "candidates + 2, at most M (M + 3) / 2)")
+                          "candidates + 2); at most M (M + 3) / 2, the independent quadratic "
+                          "quantities of phase dimension M (14 for M = 4)")
     discover.add_argument("--names", metavar="X,Y,...",
                           help="phase coordinate names, positions first, comma-separated")
     discover.add_argument("--out", metavar="DIR", help="output directory (default: runs/...)")
-    discover.add_argument("--epochs", type=_positive_int, metavar="N", help="training epochs")
-    discover.add_argument("--seed", type=_non_negative_int, default=0, metavar="N")
+    discover.add_argument("--epochs", type=_positive_int, metavar="N",
+                          help="training epochs (default: about 1500 steps, i.e. 1500 epochs "
+                          "full-batch, fewer with minibatches)")
+    discover.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
+                          help="seed of the train/test split, the learned quantities' start "
+                          "and training (default: %(default)s)")
     discover.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
-                          help="share of trajectories held out when the file has no test set")
+                          help="share of trajectories held out when the file has no test set "
+                          "(default: %(default)s)")
     discover.add_argument("--alpha", type=_fraction, default=0.05, metavar="A",
                           help="level of the direct estimate's tests (default 0.05): at most "
                           "this chance of missing a law or of claiming a drifting quantity")
@@ -185,7 +216,9 @@ def _add_discover(sub) -> None:
     discover.add_argument("--confirm-epochs", type=_non_negative_int, default=100, metavar="N",
                           help="epochs of each refit in the razor's per-quantity evidence "
                           "(quantity switched off, weights refitted; default 100, 0: no refit)")
-    discover.add_argument("--device", metavar="DEVICE", default="cpu")
+    discover.add_argument("--device", metavar="DEVICE", default="cpu",
+                          help="torch device for training, e.g. cpu or cuda "
+                          "(default: %(default)s)")
     discover.add_argument("--overwrite", action="store_true",
                           help="replace an earlier discovery in the output directory")
     discover.add_argument("--resume", action="store_true",

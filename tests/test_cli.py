@@ -81,6 +81,44 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"pyro-razor {__version__}"
 
 
+def help_text(capsys, *argv: str) -> str:
+    """The ``--help`` output of ``pyro-razor ARGV``, on one line (argparse wraps at width)."""
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_describes_every_command_and_states_defaults(capsys):
+    """A new user finds what each command does, the defaults, and the CSV columns in --help."""
+    import inspect
+
+    from pyro_razor.runs import run_ppc
+    from pyro_razor.runs.discover import STEPS
+
+    top = help_text(capsys)
+    for line in ("analyse recompute rollouts, symmetry analysis and figures of a finished run",
+                 "table paper-style results table of finished runs",
+                 "ppc posterior predictive checks of a finished run (ArviZ)"):
+        assert line in top
+    for command in ("analyse", "table", "ppc"):
+        text = help_text(capsys, command)
+        description = text.split("positional arguments:")[0].split("]", 1)[-1]
+        assert len(description.split()) > 10, (command, text)  # more than the usage line
+    discover = help_text(capsys, "discover")
+    assert f"default: about {STEPS} steps" in discover and STEPS == 1500
+    assert "--seed N seed of" in discover and "(default: 0)" in discover
+    assert "--device DEVICE torch device" in discover and "(default: cpu)" in discover
+    assert "--test-fraction F share of trajectories held out" in discover
+    assert "(default: 0.2)" in discover
+    for column in ("trajectory, traj or id", "time or t"):
+        assert column in discover
+    ppc = help_text(capsys, "ppc")
+    samples = inspect.signature(run_ppc).parameters["samples"].default
+    assert f"--samples N posterior samples (default: {samples})" in ppc
+    assert "--horizon T rollout length in dt steps (default: the test trajectories' length" in ppc
+
+
 def test_run_with_many_quantities_draws_a_readable_generator_figure(tmp_path, monkeypatch):
     """``model.num_quantities = 40``: the generator figure shows 30 of them, and says so."""
     import pyro_razor.plotting as plotting
