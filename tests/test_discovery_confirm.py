@@ -99,6 +99,6 @@ def test_switching_off_the_energy_costs_and_a_squeeze_is_rejected(trained_sho):
 
 
 def test_every_kind_and_decision_has_a_statement():
-    for kind in ("conserved", "approximate", "undecided", "spare"):
+    for kind in ("conserved", "approximate", "undecided", "spare", "spare in span"):
         for decision in ("supports", "indifferent", "against"):
             assert STATEMENTS[(kind, decision)]

@@ -69,6 +69,12 @@ STATEMENTS = {
     "check it (a law outside the tested span, or an approximate symmetry)",
     ("spare", "indifferent"): "not among the direct candidates; no evidence either way",
     ("spare", "against"): "not among the direct candidates, and the evidence rejects it",
+    ("spare in span", "supports"): "a spare quantity that grew inside the candidates' span: "
+    "symmetrising over it pays (more weight on the candidates' directions)",
+    ("spare in span", "indifferent"): "a spare quantity inside the candidates' span; no "
+    "evidence either way",
+    ("spare in span", "against"): "a spare quantity inside the candidates' span, and the "
+    "evidence rejects it",
 }
 """What a direct-test kind and a razor decision say together (never one dropped silently)."""
 

@@ -68,6 +68,7 @@ __all__ = ["direct_stage", "discovery_config", "discovery_text", "per_quantity_e
 STEPS = 1500
 FULL_BATCH_TRANSITIONS = 4000
 MOVES = 0.1  # standardised flow speed above which a spare quantity is put to the test
+IN_SPAN = 0.95  # parallelness above which a spare quantity counts as inside the candidates' span
 
 
 def _data_config(source: str, dt: float | None, names, test_fraction: float, seed: int):
@@ -252,7 +253,8 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
     rows = []
     for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
                                   strict=True):
-        kind = kinds[k] if k < len(kinds) else "spare"
+        kind = kinds[k] if k < len(kinds) else (
+            "spare in span" if float(in_span[k]) >= IN_SPAN else "spare")
         rows.append({"index": k, "start": kind, "in_span": float(in_span[k]),
                      "speed": float(speed[k]), "delta_nats": delta, "decision": decision,
                      "statement": STATEMENTS[(kind, decision)]})
@@ -317,7 +319,7 @@ def _per_quantity_lines(evidence: dict | None) -> list[str]:
              f"{evidence['refit_epochs']} epochs; run-to-run noise "
              f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
     for q in evidence["quantities"]:
-        start = ("a spare quantity" if q["start"] == "spare" else
+        start = ("a spare quantity" if q["start"].startswith("spare") else
                  f"started at a {q['start']} direct candidate")
         start += f"; {q['in_span']:.2f} of it now in the candidates' span"
         lines.append(f"  Q{q['index'] + 1} ({start}): {q['delta_nats']:+.1f} nats, "
