@@ -90,11 +90,30 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
     assert all(q["in_span"] > 0.9 for q in evidence["quantities"][:4])  # after 3 epochs
     assert evidence["refit_epochs"] == 2 and "razor evidence per quantity" in text
+    # every warning is in the JSON and the printed answer, in discover's options
+    for w in record["warnings"]:
+        assert f"warning: {w}" in text and "[guide]" not in w and "[train]" not in w
     # a second call names --resume, and --resume exists and reuses the trained models
     assert main(args) == 2 and "--resume" in one_line_error(capsys)
     assert main(args + ["--resume"]) == 0
     again = json.loads((out / "discovery.json").read_text())
     assert again["evidence"]["elbo"] == record["evidence"]["elbo"]
+
+
+def test_discover_states_the_razor_warnings_in_its_own_options():
+    import warnings
+
+    from pyro_razor.inference.diagnostics import capped_scale_message
+    from pyro_razor.runs.discover import discover_warnings
+
+    message = capped_scale_message([{"layer": 0, "change": 1.0, "cap": 0.97}])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # said once
+            warnings.warn(f"discover_x/learned: {message}", RuntimeWarning, stacklevel=1)
+        warnings.warn("a library's deprecation", DeprecationWarning, stacklevel=1)  # not ours
+    stated = discover_warnings(caught)
+    assert len(stated) == 1 and "--epochs" in stated[0] and "[guide]" not in stated[0]
 
 
 def test_discover_refuses_bad_data_in_one_line(tmp_path, capsys):

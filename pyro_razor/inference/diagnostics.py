@@ -79,6 +79,11 @@ def capped_scale_layers(
     return flagged
 
 
+SCALE_HINT = ("Start the scales nearer their converged size ([guide] init_scale), or raise "
+              "[train] lr_scale or epochs")
+"""The fix the capped-scale message names, in a config's terms (a command may restate it)."""
+
+
 def capped_scale_message(flagged: Sequence[dict]) -> str | None:
     """One line for :func:`capped_scale_layers`' result, or ``None`` if nothing is flagged."""
     if not flagged:
@@ -89,6 +94,5 @@ def capped_scale_message(flagged: Sequence[dict]) -> str | None:
     )
     return (
         f"posterior scales still moving at the optimiser's maximum rate at the end of the run: "
-        f"{parts}; the KL is capped by the step budget, not set by the data. Start the scales "
-        "nearer their converged size ([guide] init_scale), or raise [train] lr_scale or epochs"
+        f"{parts}; the KL is capped by the step budget, not set by the data. {SCALE_HINT}"
     )

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -47,6 +48,7 @@ from pyro_razor.discovery.direct import direct_estimate
 from pyro_razor.discovery.laws import direct_discovery
 from pyro_razor.discovery.report import Discovery, discover_quantities
 from pyro_razor.inference.config import TrainConfig
+from pyro_razor.inference.diagnostics import SCALE_HINT
 from pyro_razor.plotting import plot_discovery
 from pyro_razor.runs.config import (
     DataConfig,
@@ -62,8 +64,8 @@ from pyro_razor.runs.variants import load_variant, training_trajectories
 from pyro_razor.symmetry import generator_matrix
 from pyro_razor.systems import is_import_path
 
-__all__ = ["direct_stage", "discovery_config", "discovery_text", "per_quantity_evidence",
-           "run_discovery"]
+__all__ = ["direct_stage", "discover_warnings", "discovery_config", "discovery_text",
+           "per_quantity_evidence", "run_discovery"]
 
 STEPS = 1500
 FULL_BATCH_TRANSITIONS = 4000
@@ -213,6 +215,36 @@ def run_discovery(
         return direct
     say(f"{direct.verdict} [{1000 * direct_record['seconds']:.0f} ms]; now the razor stage")
     say(_settings_line(config))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        found, record, data = _razor_stage(config, out, progress, overwrite, resume, say,
+                                           confirm_epochs)
+    found.warnings += discover_warnings(caught)
+    found.evidence["direct"] = direct_record
+    record = {**found.to_json(), **record, "direct": direct_record, "razor": True}
+    _write_answer(out, record, say)
+    plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,
+                   RunDir(out).figure("discovery.png"))
+    return found
+
+
+def discover_warnings(caught) -> list[str]:
+    """The runtime warnings of the razor stage as ``discover`` states them: in its own
+    options (``--epochs``) instead of a config's keys, each once, for the answer and its
+    JSON."""
+    out = []
+    for w in caught:
+        if not issubclass(w.category, RuntimeWarning):
+            continue
+        text = str(w.message).replace(SCALE_HINT, "Train longer (--epochs) so that the scales "
+                                      "can settle")
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def _razor_stage(config, out, progress, overwrite, resume, say, confirm_epochs):
+    """Train vanilla and learned, decide, weigh each quantity: (Discovery, record, data)."""
     summary = run_experiment(config, out, progress=progress, overwrite=overwrite, resume=resume,
                              report=say)
     _, data, model, guide = load_variant(out, "learned", config.device)
@@ -221,16 +253,10 @@ def run_discovery(
             "n_transitions": data.n_transitions}
     found = discover_quantities(model.generators().detach(), data.train, model.measure,
                                 data.scaling, data.names, elbo)
-    found.evidence["direct"] = direct_record
     found.evidence["per_quantity"] = per_quantity_evidence(config, data, model, guide,
                                                           confirm_epochs)
-    record = {**found.to_json(), "names": list(data.names), "data": config.data.source,
-              "settings": _settings(config, data), "units": data.scaling.to_json(),
-              "direct": direct_record, "razor": True}
-    _write_answer(out, record, say)
-    plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,
-                   RunDir(out).figure("discovery.png"))
-    return found
+    return found, {"names": list(data.names), "data": config.data.source,
+                   "settings": _settings(config, data), "units": data.scaling.to_json()}, data
 
 
 def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
