@@ -70,6 +70,8 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "chosen settings: K = 6, MLP 4-64-64-1" in printed and "verdict:" in printed
+    assert "learned: evaluating (8 weight draws x 256 symmetry samples" in printed
+    assert "\nvanilla: -ELBO/N " in printed and "\nlearned: -ELBO/N " in printed
     record = json.loads((out / "discovery.json").read_text())
     assert isinstance(record["n_found"], int) and record["n_found"] == len(record["quantities"])
     assert set(record["algebra"]) >= {"dimension", "name", "closure_error",
@@ -96,6 +98,8 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     # a second call names --resume, and --resume exists and reuses the trained models
     assert main(args) == 2 and "--resume" in one_line_error(capsys)
     assert main(args + ["--resume"]) == 0
+    assert "learned: finished earlier; its training and evaluation are reused" in (
+        capsys.readouterr().out)
     again = json.loads((out / "discovery.json").read_text())
     assert again["evidence"]["elbo"] == record["evidence"]["elbo"]
 

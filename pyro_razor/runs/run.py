@@ -252,18 +252,32 @@ def run_experiment(
     }
     artefacts: dict[str, VariantArtefacts] = {}
     for variant in config.variants:
+        say = report if (report is not None and main) else (lambda line: None)
         metrics, art = _run_variant(config, variant, system, data, dev, run,
-                                    (resume, warm_start), progress)
+                                    (resume, warm_start), progress, say)
         summary["variants"][variant] = metrics
         artefacts[variant] = art
         if main:
             run.write_summary(summary)
+            say(variant_line(variant, metrics))
     if figures and main:
         make_figures(run, config, system, data, artefacts)
     return summary
 
 
-def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resuming, progress):
+def variant_line(variant: str, metrics: dict) -> str:
+    """One line per finished variant: its -ELBO/N, test MSE and training time."""
+    parts = [f"-ELBO/N {metrics['neg_elbo_per_n']:.3f}"] if "neg_elbo_per_n" in metrics else []
+    if "test_mse" in metrics:
+        parts.append(f"test MSE {metrics['test_mse']:.3g}")
+    if "wall_time_s" in metrics:
+        parts.append(f"training {metrics['wall_time_s']:.0f} s "
+                     f"({metrics['seconds_per_step']:.3g} s/step)")
+    return f"{variant}: " + ", ".join(parts)
+
+
+def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resuming, progress,
+                 say=lambda line: None):
     resume, warm_start = resuming
     if distributed.is_main_process():
         run.variant(variant).mkdir(parents=True, exist_ok=True)
@@ -294,8 +308,15 @@ def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resum
     run.write_history(variant, history)
     saved = run.file(variant, "metrics.json")
     if finished and saved.is_file():
+        say(f"{variant}: finished earlier; its training and evaluation are reused")
         metrics = run.read_metrics(variant)
     else:
+        if finished:
+            say(f"{variant}: training finished earlier; evaluating it again")
+        ev = config.evaluation
+        say(f"{variant}: evaluating ({ev.num_samples} weight draws x {ev.tau_samples} symmetry "
+            f"samples on the training and {len(data.tests)} test set(s), then rollouts and "
+            "analysis)")
         metrics = evaluate_variant(config, model, guide, data, history)
     art = VariantArtefacts(history=history)
     metrics.update(analyse_variant(config, variant, system, model, guide, data, run, art))
