@@ -1,8 +1,10 @@
-"""experiments/sweeps: the sweep driver and the ELBO-path probe, on a tiny 3-body run."""
+"""experiments/sweeps: the sweep driver, the ELBO-path probe and the per-quantity evidence, on
+a tiny 3-body run."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -74,3 +76,14 @@ def test_sweep_then_elbo_path_on_a_tiny_run(tmp_path):
                                                               rel=1e-5)
     assert start["frozen"]["test_mse"] == pytest.approx(learned["test_mse"], rel=1e-5)
     assert torch.isfinite(torch.tensor(end["refit"]["neg_elbo_per_n"]))
+    # the per-quantity evidence on the same run: without refits the noise figure is 0 and every
+    # tested quantity gets a finite ELBO change and one of the three decisions
+    evidence = tmp_path / "evidence.json"
+    done = _run("quantity_evidence.py", record["run"], str(evidence), "--refit-epochs", "0",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(evidence.read_text())
+    assert found["noise_nats"] == 0.0 and found["refit_epochs"] == 0 and found["quantities"]
+    for q in found["quantities"]:
+        assert math.isfinite(q["delta_nats"]) and 0.0 <= q["in_span"] <= 1.0 + 1e-9
+        assert q["decision"] in ("supports", "indifferent", "against")
