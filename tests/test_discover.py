@@ -85,6 +85,8 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
         assert len(q["A"]) == 4 and len(q["b"]) == 4
     text = (out / "discovery.txt").read_text()
     assert text.startswith("direct estimate: ") and "\nrazor: -ELBO/N: vanilla " in text
+    if record["n_found"]:  # the header says how a small coefficient is written (4e-3)
+        assert "below 0.01 in scientific notation" in text
     assert record["direct"]["summary"] == text.splitlines()[0].rsplit(" [", 1)[0]
     assert (out / "figures" / "discovery.png").is_file()
     # the learned quantities started at the 4 direct candidates of u(2), plus 2 spare ones

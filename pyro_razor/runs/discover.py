@@ -319,11 +319,18 @@ def _settings_line(config: ExperimentConfig) -> str:
             f"{'' if tc.batch_size is None else f' of batches of {tc.batch_size}'}")
 
 
+def _decimals(precision: int) -> str:
+    """How :func:`~pyro_razor.discovery.formulas.format_quantity` writes coefficients."""
+    smallest = 10.0 ** -min(precision, 2)
+    return (f"{precision} decimals, those below {smallest:g} in scientific notation with "
+            f"{precision} decimals in the mantissa")
+
+
 def _direct_lines(direct: dict) -> list[str]:
     lines = [f"{direct['summary']} [{1000 * direct['seconds']:.0f} ms]"]
     if direct["quantities"]:
-        lines.append(f"  coefficients to {direct['evidence']['precision']} decimals relative to "
-                     "the largest term's typical size on the data, terms below "
+        lines.append(f"  coefficients to {_decimals(direct['evidence']['precision'])}, relative "
+                     "to the largest term's typical size on the data, terms below "
                      f"{direct['evidence']['noise_floor']:.2g} of it (twice the noise) dropped; "
                      "ratio = within-trajectory scatter / scatter the noise alone gives; "
                      "drift = relative drift")
@@ -366,8 +373,8 @@ def discovery_text(record: dict) -> str:
         "transitions)")
     precision = record["evidence"]["thresholds"]["precision"]
     if record["n_found"]:
-        lines.append(f"{record['n_found']} conserved quantities (coefficients to {precision} "
-                     "decimals, relative to the largest term):")
+        lines.append(f"{record['n_found']} conserved quantities (coefficients to "
+                     f"{_decimals(precision)}, relative to the largest term):")
         for q in record["quantities"]:
             lines.append(f"  {q['formula']}    (spread along / across trajectories "
                          f"{q['ratio']:.2g})")
