@@ -433,6 +433,21 @@ def test_format_table_rows_and_numbers(run):
         assert float(cell) == pytest.approx(oracle[key], rel=5e-4)
     with pytest.raises(FileNotFoundError, match="no summary.json"):
         format_table([out / "learned"])
+    assert "not finished" not in table
+
+
+def test_format_table_names_the_variants_a_run_has_not_finished(run, tmp_path):
+    import shutil
+
+    out, _ = run
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    summary = json.loads((partial / "summary.json").read_text())
+    del summary["variants"]["oracle"]  # as if interrupted before the oracle
+    (partial / "summary.json").write_text(json.dumps(summary))
+    table = format_table([partial])
+    assert "| HNN + fixed" not in table
+    assert "not finished: oracle (continue with `pyro-razor run" in table and "--resume`)" in table
 
 
 def test_analyse_run_recomputes_analysis_and_figures(run):

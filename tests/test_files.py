@@ -127,7 +127,7 @@ def test_csv_names_select_and_reorder_columns(tmp_path):
     assert f.names == ("y", "py") and f.trajectories[0, :, 1].tolist() == [30, 31, 32]
     f = read_trajectories(path, names=("y", "x", "py", "px"))
     assert f.trajectories[0, 0].tolist() == [10, 0, 30, 20]
-    _error(path, r"M = 5 \(x, y, px, py, energy\) is odd")
+    _error(path, r"M = 5 \(x, y, px, py, energy\) is odd.* choose the phase columns by name")
     _error(path, r"no column named z; the file has x, y, px, py, energy", names=("x", "z"))
     _error(path, "no column named time", names=("x", "time"))  # not a phase column
 
@@ -250,7 +250,8 @@ def test_shape_errors(tmp_path):
     np.save(path, np.zeros((0, 5, 4)))
     _error(path, "holds no trajectories", dt=DT)
     np.save(path, np.zeros((2, 5, 3)))
-    _error(path, r"phase dimension M = 3 is odd; columns must be d positions then d momenta", dt=DT)
+    _error(path, r"phase dimension M = 3 is odd; columns must be d positions then d momenta "
+           r"\(M = 2d\): add the missing ones$", dt=DT)  # an .npy has no names to choose by
     np.save(path, np.array([[["a", "b"]] * 2]))
     _error(path, "dtype <U1; store real numbers", dt=DT)
     path = tmp_path / "data.npz"

@@ -1,4 +1,5 @@
-"""Paper-style results tables of finished runs (``pyro-razor table``)."""
+"""Paper-style results tables of finished runs (``pyro-razor table``); a run that has not
+finished every variant of its config says which are missing and how to continue."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from pyro_razor.runs.config import VARIANT_LABELS
+from pyro_razor.runs.config import VARIANT_LABELS, load_experiment
 from pyro_razor.runs.rundir import RunDir
 
 __all__ = ["format_number", "format_table"]
@@ -72,7 +73,17 @@ def _table(run: RunDir) -> str:
         if ppc:
             cells += list(ppc.get(variant, ("", "")))
         lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
+    missing = _missing_variants(run, variants)
+    if missing:
+        lines += ["", f"not finished: {', '.join(missing)} (continue with {run.rerun_hint()})"]
     return "\n".join(lines)
+
+
+def _missing_variants(run: RunDir, finished) -> list[str]:
+    """The variants the run's config lists that its summary does not hold yet."""
+    if not run.config_path.is_file():
+        return []
+    return [v for v in load_experiment(run.config_path).variants if v not in finished]
 
 
 def format_table(run_dirs: Sequence[str | os.PathLike]) -> str:

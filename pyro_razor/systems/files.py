@@ -166,7 +166,7 @@ def _validate(path: str, c: Contents, dt, names) -> TrajectoryFile:
         raise DataFileError(f"{path}: {len(names)} names given for M = {M} columns; give {M}")
     else:
         names, index = names or file_names, list(range(M))
-    _check_phase(path, len(index), names)
+    _check_phase(path, len(index), names, selectable=file_names is not None)
     trajectories = np.ascontiguousarray(trajectories[..., index])
     _check_finite(path, "trajectories", trajectories, c.ids)
     if test is not None:
@@ -198,14 +198,15 @@ def _check_array(path: str, what: str, array) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _check_phase(path: str, M: int, names) -> None:
+def _check_phase(path: str, M: int, names, selectable: bool) -> None:
     try:
         check_phase_dim(M)
     except ValueError:
         columns = f" ({', '.join(names)})" if names else ""
         raise DataFileError(
             f"{path}: phase dimension M = {M}{columns} is {'odd' if M % 2 else 'zero'}; columns "
-            "must be d positions then d momenta (M = 2d): add the missing ones or select with names"
+            "must be d positions then d momenta (M = 2d): add the missing ones"
+            + (" or choose the phase columns by name (--names X,Y,...)" if selectable else "")
         ) from None
 
 
