@@ -253,3 +253,20 @@ def test_plot_conservation_drift(tmp_path):
     plt.close(nan)
     with pytest.raises(ValueError, match=r"drifts\['HNN'\]\['H'\] must have shape \(40\)"):
         plot_conservation_drift(t, {"HNN": {"H": t[:5]}})
+
+
+def test_discovery_figure_wraps_long_formulas_labels_axes_and_says_which_data(tmp_path):
+    from pyro_razor.plotting import plot_discovery
+
+    x = torch.randn(20, 6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    long = "C1 = " + " + ".join(f"0.{k}1 q·p" for k in range(30))  # ~300 characters
+    quantities = [{"label": "C1", "formula": long, "A": [[1.0, 0.0], [0.0, 1.0]], "b": [0, 0]}]
+    fig = plot_discovery(quantities, x, 0.1, ["q", "p"], tmp_path / "d.png", max_trajectories=12)
+    ax, gen = fig.axes[0], fig.axes[1]
+    assert ax.get_title(loc="left").count("\n") >= 3  # wrapped, not one overprinting line
+    assert max(len(line) for line in ax.get_title(loc="left").splitlines()) <= 70
+    assert ax.get_xlabel() == "time" and ax.get_ylabel() == "C1 (your units)"
+    assert gen.get_title() == "generator of C1"
+    assert "12 of the 20 training trajectories" in fig._suptitle.get_text()
+    assert len(ax.lines) == 12 and (tmp_path / "d.png").is_file()
+    plt.close(fig)
