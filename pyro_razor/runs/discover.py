@@ -101,10 +101,10 @@ def _from_training_data(data: DataConfig) -> tuple[int, int]:
     step = (loaded.train[:, 1:] - loaded.train[:, :-1]).norm(dim=-1).flatten()
     typical = float(torch.quantile(step, 0.9)) if step.numel() else 0.0
     try:
-        kinds = direct_start(loaded.train, 1)[2]
+        candidates = len(direct_estimate(loaded.train).kinds)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    return int(min(20, max(2, math.ceil(typical / 0.05)))), len(kinds)
+    return int(min(20, max(2, math.ceil(typical / 0.05)))), candidates
 
 
 def _check_quantities(quantities: int | None, M: int) -> None:

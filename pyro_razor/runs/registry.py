@@ -104,7 +104,6 @@ the direct estimate's candidates on the training trajectories, the rest at zero:
 :func:`~pyro_razor.discovery.candidates.direct_start`)."""
 
 
-
 def _oracle(M: int, dt: float, system, model_config, trajectories=None,
             **kwargs) -> NoetherRazorModel:
     return NoetherRazorModel.oracle(system.oracle_generators(dtype=torch.float64), dt, **kwargs)
