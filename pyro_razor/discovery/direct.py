@@ -1,9 +1,11 @@
 r"""Direct discovery: the conserved subspace of a feature library, with a calibrated count.
 
 A quantity ``C(x) = c^T phi(x)`` (``phi``: :class:`~pyro_razor.discovery.features.MonomialFeatures`
-of the standardised states) is conserved when it is constant along every trajectory and
-varies across them (Kaiser, Kutz & Brunton 2018). With ``phi_bt`` the features of state ``t`` of
-trajectory ``b`` and ``J_bt`` their Jacobian, everything is a quadratic form in ``c``:
+of the standardised states, or any library of :mod:`~pyro_razor.discovery.libraries` through
+:class:`~pyro_razor.discovery.features.ConditionedFeatures`) is conserved when it is constant
+along every trajectory and varies across them (Kaiser, Kutz & Brunton 2018). With ``phi_bt`` the
+features of state ``t`` of trajectory ``b`` and ``J_bt`` their Jacobian, everything is a
+quadratic form in ``c``:
 
 - within-trajectory scatter ``W = sum_bt (phi_bt - mean_b phi)(...)^T``;
 - the scatter observation noise ``Sigma`` alone would give a conserved ``C``,
@@ -60,7 +62,7 @@ import scipy.linalg
 import torch
 
 from pyro_razor.discovery.calibration import max_eigenvalue_quantile, min_eigenvalue_quantile
-from pyro_razor.discovery.features import MonomialFeatures
+from pyro_razor.discovery.features import ConditionedFeatures, MonomialFeatures
 from pyro_razor.discovery.noise import NoiseEstimate, estimate_noise, known_noise
 from pyro_razor.discovery.scatter import Scatter, scatter_matrices
 from pyro_razor.discovery.trajectories import as_trajectory_list
@@ -90,7 +92,9 @@ class DirectEstimate:
         thresholds: ``(F',)`` the ``w_k`` the ratios were tested against.
         drifts: ``(F',)`` relative drift of each eigen-direction, ``sqrt((c^T W c - c^T N_lo
             c)_+ / c^T P c)``, against ``tolerance``.
-        scaling: the standardisation of the states; features: the library.
+        scaling: the standardisation of the states; features: the library (a
+            :class:`MonomialFeatures`, or the :class:`ConditionedFeatures` of a given one,
+            whose ``to_library`` maps ``coefficients`` to the given library's basis).
         noise: the noise used (standardised units).
         settings: ``alpha``, ``tolerance``, degrees of freedom; seconds: wall time.
         within, noise_scatter, potential: ``(F, F)`` the ``W``, ``N_hi`` and ``P`` of the
@@ -107,7 +111,7 @@ class DirectEstimate:
     thresholds: torch.Tensor
     drifts: torch.Tensor
     scaling: PhaseSpaceScaling
-    features: MonomialFeatures
+    features: MonomialFeatures | ConditionedFeatures
     noise: NoiseEstimate
     settings: dict
     within: torch.Tensor | None = None
@@ -279,8 +283,9 @@ def direct_estimate(
     noise=None,
     tolerance: float = 0.05,
     degree: int = 2,
+    features=None,
 ) -> DirectEstimate:
-    """Find the conserved subspace of the degree-``degree`` monomials and count it (module doc).
+    """Find the conserved subspace of a feature library and count it (module docstring).
 
     Args:
         trajectories: ``(B, n, M)`` states, or a sequence of ``B`` arrays ``(n_b, M)`` of
@@ -290,7 +295,12 @@ def direct_estimate(
             ``M``); ``None`` estimates it from the data (:mod:`~pyro_razor.discovery.noise`).
         tolerance: the relative drift below which a quantity counts as (approximately)
             conserved, in ``[0, 1)``.
-        degree: the degree of the monomial library (2: quadratic laws).
+        degree: the degree of the monomial library (2: quadratic laws) when ``features`` is
+            ``None``.
+        features: any feature library of ``M`` coordinates (:mod:`.libraries`), evaluated
+            through :class:`~pyro_razor.discovery.features.ConditionedFeatures` (columns
+            scaled to their spread, constant or duplicate ones dropped with a warning);
+            ``None``: the standardised monomials of ``degree``.
 
     Returns:
         The :class:`DirectEstimate`.
@@ -304,7 +314,11 @@ def direct_estimate(
     scaling = fit_scaling(torch.cat(xs))
     zs = [scaling.to_scaled(x) for x in xs]
     noise_used = _noise(noise, zs, scaling, xs[0].shape[-1], alpha)
-    features = MonomialFeatures(xs[0].shape[-1], degree)
+    if features is None:
+        features, dropped = MonomialFeatures(xs[0].shape[-1], degree), []
+    else:
+        features = ConditionedFeatures(features, scaling, torch.cat(zs))
+        dropped, degree = features.warnings, None
     s = scatter_matrices(zs, features)
     tests = _tests(s, noise_used, alpha, tolerance)
     status, count, span = _verdict(*(tests["counts"][k] for k in ("D", "U", "exact", "L")))
@@ -319,7 +333,8 @@ def direct_estimate(
         status, count, span, tests["counts"], torch.from_numpy(np.ascontiguousarray(reported.T)),
         kinds, tests["ratios"], tests["thresholds"], tests["drifts"], scaling, features,
         noise_used, settings, **tests["matrices"],
-        warnings=_warnings(status, span, features.num_features, len(xs), tests["counts"]))
+        warnings=dropped + _warnings(status, span, features.num_features, len(xs),
+                                     tests["counts"]))
     out.seconds = time.perf_counter() - start
     return out
 

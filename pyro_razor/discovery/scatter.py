@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-from pyro_razor.discovery.features import MonomialFeatures
-
 __all__ = ["Scatter", "scatter_matrices"]
 
 
@@ -57,8 +55,9 @@ class Scatter:
         return torch.einsum("p,pfm,pgm->fg", motion / M, self.jacobians, self.jacobians)
 
 
-def scatter_matrices(trajectories: Sequence[torch.Tensor], features: MonomialFeatures) -> Scatter:
-    """The :class:`Scatter` of ``B`` float64 trajectories ``(n_b, M)`` in ``features``."""
+def scatter_matrices(trajectories: Sequence[torch.Tensor], features) -> Scatter:
+    """The :class:`Scatter` of ``B`` float64 trajectories ``(n_b, M)`` in ``features`` (any
+    library of :mod:`.features`: ``features(x (N, M)) -> (phi (N, F), J (N, F, M))``)."""
     states = torch.cat(list(trajectories))
     lengths = torch.tensor([x.shape[0] for x in trajectories])
     owner = torch.repeat_interleave(torch.arange(len(trajectories)), lengths)
