@@ -13,6 +13,12 @@ runs; ``razor=True`` adds the razor stage of ``pyro-razor discover`` (trains a v
 learned-symmetry HNN, minutes; :func:`~pyro_razor.runs.discover.run_discovery`), whose
 :class:`~pyro_razor.discovery.report.Discovery` then carries the direct answer in
 ``evidence["direct"]``.
+
+Laws beyond quadratics: ``degree=3`` or ``4`` (monomials in the user's coordinates) or
+``features=`` any library of :mod:`~pyro_razor.discovery.libraries` (e.g.
+``FeatureUnion(TrigFeatures(2, [0]), MonomialFeatures(2, 2, standardised=False))`` for a
+pendulum) go through :func:`~pyro_razor.discovery.general.general_discovery`: sparse formulas
+and the number of functionally independent laws; the razor stage handles quadratics only.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyro_razor.discovery.direct import direct_estimate
+from pyro_razor.discovery.features import MonomialFeatures
+from pyro_razor.discovery.general import general_discovery
 from pyro_razor.discovery.laws import direct_discovery
 from pyro_razor.discovery.report import Discovery
 from pyro_razor.discovery.trajectories import as_trajectory_list
@@ -47,10 +55,12 @@ def discover(
     noise=None,
     tolerance: float = 0.05,
     razor: bool = False,
+    degree: int = 2,
+    features=None,
     out_dir: str | os.PathLike | None = None,
     **razor_settings,
 ) -> Discovery:
-    """Which quadratic quantities do these trajectories conserve?
+    """Which quantities do these trajectories conserve (quadratic unless told otherwise)?
 
     Args:
         trajectories: a ``(B, n, M)`` array, a list of ``(n_b, M)`` arrays of any lengths, or
@@ -59,7 +69,13 @@ def discover(
         names: ``M`` coordinate names, positions first (default ``q1..qd, p1..pd``).
         alpha, noise, tolerance: the direct estimate's test level, noise std in the data's units
             (``None``: estimated) and relative drift tolerance.
-        razor: also run the razor stage (trains networks; writes to ``out_dir``).
+        razor: also run the razor stage (trains networks; writes to ``out_dir``; quadratic
+            laws only).
+        degree: the monomials' degree, 1 to 4 (2 with ``features=None``: the quadratic
+            ``(A, b)`` answer with its Lie algebra).
+        features: a feature library of ``M`` coordinates (:mod:`.libraries`,
+            :func:`~pyro_razor.discovery.libraries.parse_feature_spec`); replaces the
+            monomials of ``degree``.
         out_dir: the razor stage's run directory (default ``runs/discover_<name>``).
         razor_settings: :func:`~pyro_razor.runs.discover.discovery_config`'s keywords
             (``quantities``, ``epochs``, ``seed``, ``device``, ``test_fraction``) and
@@ -68,6 +84,10 @@ def discover(
     Returns:
         The :class:`~pyro_razor.discovery.report.Discovery`.
     """
+    general = features is not None or degree != 2
+    if general and razor:
+        raise ValueError("discover: the razor stage only handles quadratic laws; use "
+                         "razor=False with degree != 2 or features=...")
     if isinstance(trajectories, (str, os.PathLike)):
         path = os.fspath(trajectories)
         if razor:
@@ -81,6 +101,12 @@ def discover(
             return _razor(path, out_dir, None, names, alpha, noise, tolerance, razor_settings)
     if len(names) != xs[0].shape[-1]:
         raise ValueError(f"discover: got {len(names)} names for M = {xs[0].shape[-1]}")
+    if general:
+        M = xs[0].shape[-1]
+        library = features if features is not None else MonomialFeatures(M, degree, False)
+        estimate = direct_estimate(xs, alpha=alpha, noise=noise, tolerance=tolerance,
+                                   features=library)
+        return general_discovery(estimate, xs, names)
     estimate = direct_estimate(xs, alpha=alpha, noise=noise, tolerance=tolerance)
     return direct_discovery(estimate, names)
 
