@@ -98,6 +98,6 @@ def test_bad_requests_give_one_line_errors(ns):
 def test_quick_table_counts(ns, capsys):
     rows = ns.table(ns.QUICK)
     assert [(r["name"], r["span"], r["independent"]) for r in rows] == [
-        ("quartic", 1, 1), ("quartic", 1, 1), ("pendulum", 1, 1), ("pendulum", 1, 1)]
+        ("quartic", 1, 1)] * 3 + [("pendulum", 1, 1)] * 3
     assert "| quartic | poly ≤ 4 (F=14) | 0 | 1 / 1 | 1 | 1 | 1 | C1 = 0.5·q⁴ + p²" in \
         capsys.readouterr().out
