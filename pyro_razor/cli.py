@@ -194,7 +194,7 @@ def _add_discover(sub) -> None:
                           help="phase coordinate names, positions first, comma-separated")
     discover.add_argument("--out", metavar="DIR", help="output directory (default: runs/...)")
     discover.add_argument("--epochs", type=_positive_int, metavar="N",
-                          help="training epochs (default: about 1500 steps, i.e. 1500 epochs "
+                          help="training epochs (default: about 400 steps, i.e. 400 epochs "
                           "full-batch, fewer with minibatches)")
     discover.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
                           help="seed of the train/test split, the learned quantities' start "
@@ -213,9 +213,9 @@ def _add_discover(sub) -> None:
                           "conserved (default 0.05)")
     discover.add_argument("--no-razor", action="store_true",
                           help="the direct estimate alone (milliseconds, no training)")
-    discover.add_argument("--confirm-epochs", type=_non_negative_int, default=100, metavar="N",
+    discover.add_argument("--confirm-epochs", type=_non_negative_int, default=50, metavar="N",
                           help="epochs of each refit in the razor's per-quantity evidence "
-                          "(quantity switched off, weights refitted; default 100, 0: no refit)")
+                          "(quantity switched off, weights refitted; default 50, 0: no refit)")
     discover.add_argument("--device", metavar="DEVICE", default="cpu",
                           help="torch device for training, e.g. cpu or cuda "
                           "(default: %(default)s)")
