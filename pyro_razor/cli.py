@@ -12,6 +12,7 @@
     pyro-razor discover DATA [--dt DT] [--quantities K] [--names X,Y,..] [--out DIR]
                         [--epochs N] [--seed N] [--test-fraction F] [--device D]
                         [--alpha A] [--noise SIGMA] [--tolerance T] [--no-razor]
+                        [--degree N] [--features SPEC]
                         [--confirm-epochs N] [--overwrite] [--resume] [--no-progress]
 
 ``discover``'s DATA is a ``.npz``, ``.npy``, ``.csv`` or ``.nc`` trajectory file
@@ -63,6 +64,17 @@ def _fraction(text: str) -> float:
         value = float("nan")
     if not 0.0 < value < 0.5:
         raise argparse.ArgumentTypeError(f"need a number between 0 and 0.5, got {text!r}")
+    return value
+
+
+def _degree(text: str) -> int:
+    """A monomial degree 0 to 4 (the direct estimate's library)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 4:
+        raise argparse.ArgumentTypeError(f"need an integer degree 0 to 4, got {text!r}")
     return value
 
 
@@ -213,6 +225,18 @@ def _add_discover(sub) -> None:
                           "conserved (default 0.05)")
     discover.add_argument("--no-razor", action="store_true",
                           help="the direct estimate alone (milliseconds, no training)")
+    discover.add_argument("--degree", type=_degree, default=2, metavar="N",
+                          help="highest degree of the monomials the direct estimate searches "
+                          "(0 to 4; default 2). Beyond quadratic laws the answer is the direct "
+                          "estimate's (sparse formulas, functionally independent count); the "
+                          "razor stage, which symmetrises over quadratic quantities, is skipped")
+    discover.add_argument("--features", metavar="SPEC", default=None,
+                          help="more features beside the monomials, comma-separated: "
+                          "'trig:I+J[:H]' (cos, sin of coordinates I, J, 0-based, H harmonics), "
+                          "'inverse-distance:DIM' (1/r and unit vectors of bodies in DIM "
+                          "dimensions, positions laid out body by body), 'poly:N'; e.g. "
+                          "--features trig:0 for a pendulum, --degree 3 --features "
+                          "inverse-distance:2 for Kepler")
     discover.add_argument("--confirm-epochs", type=_non_negative_int, default=50, metavar="N",
                           help="epochs of each refit in the razor's per-quantity evidence "
                           "(quantity switched off, weights refitted; default 50, 0: no refit)")
@@ -321,7 +345,7 @@ def _cmd_discover(args) -> int:
         report=print, dt=args.dt, names=names, quantities=args.quantities, epochs=args.epochs,
         seed=args.seed, device=args.device, test_fraction=args.test_fraction,
         alpha=args.alpha, noise=args.noise, tolerance=args.tolerance, razor=not args.no_razor,
-        confirm_epochs=args.confirm_epochs,
+        confirm_epochs=args.confirm_epochs, degree=args.degree, features=args.features,
     )
     return 0
 

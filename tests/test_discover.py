@@ -156,3 +156,43 @@ def test_discover_refuses_more_quantities_than_exist_before_any_work(tmp_path, c
     assert not out.exists()
     with pytest.raises(RunError, match="give at most 14"):
         discover.discovery_config(str(data), quantities=15)
+
+
+def pendulum_file(path, B=12, n=11, dt=0.3):
+    """``H = p²/2 - cos q`` from Gaussian starts (below the separatrix for most)."""
+    from pyro_razor.systems import HamiltonianSystem, gaussian_initial
+
+    system = HamiltonianSystem("pendulum", 2, lambda x: 0.5 * x[..., 1] ** 2
+                               - torch.cos(x[..., 0]), gaussian_initial(2))
+    x0 = 0.8 * torch.randn(B, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    write_trajectories(path, simulate(system, x0, n, dt), dt, names=["q", "p"])
+    return path
+
+
+def test_discover_features_give_the_pendulum_energy_and_skip_the_razor(tmp_path, capsys):
+    """`--features trig:0` finds the pendulum's energy (no quadratic law exists) as
+    cos q - p²/2 to 1e-3, says that it skips the razor stage instead of training, and records
+    the functionally independent count."""
+    data = pendulum_file(tmp_path / "pendulum.npz")
+    assert main(["discover", str(data), "--out", str(tmp_path / "run"), "--features", "trig:0",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "razor stage skipped" in out and "1 functionally independent" in out
+    record = json.loads((tmp_path / "run" / "discovery.json").read_text())
+    assert record["razor"] is False and not (tmp_path / "run" / "learned").exists()
+    direct = record["direct"]
+    assert direct["evidence"]["independent"] == 1 and direct["evidence"]["span"] == 1
+    (law,) = [q for q in direct["quantities"] if q["kind"] == "conserved"]
+    terms = law["terms"]
+    assert set(terms) == {"cos(q)", "p²"}, terms
+    assert terms["p²"] / terms["cos(q)"] == pytest.approx(-0.5, abs=1e-3)
+
+
+def test_discover_refuses_a_bad_feature_spec_in_one_line(tmp_path, capsys):
+    data = pendulum_file(tmp_path / "pendulum.npz")
+    assert main(["discover", str(data), "--out", str(tmp_path / "run"), "--features",
+                 "trig:7", "--no-progress"]) == 2
+    assert "0..1" in one_line_error(capsys)
+    with pytest.raises(SystemExit):
+        main(["discover", str(data), "--degree", "5"])
+    assert "degree 0 to 4" in capsys.readouterr().err

@@ -51,7 +51,9 @@ from pyro_razor.atomic import write_json, write_text
 from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
 from pyro_razor.discovery.direct import direct_estimate
+from pyro_razor.discovery.general import general_discovery
 from pyro_razor.discovery.laws import direct_discovery
+from pyro_razor.discovery.libraries import parse_feature_spec
 from pyro_razor.discovery.report import Discovery, discover_quantities
 from pyro_razor.inference.config import TrainConfig
 from pyro_razor.inference.diagnostics import SCALE_HINT
@@ -63,6 +65,7 @@ from pyro_razor.runs.config import (
     GuideConfig,
     ModelConfig,
 )
+from pyro_razor.runs.discovery_text import discovery_text
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.run import run_experiment
 from pyro_razor.runs.rundir import RunDir
@@ -71,7 +74,7 @@ from pyro_razor.symmetry import generator_matrix
 from pyro_razor.systems import is_import_path
 
 __all__ = ["direct_stage", "discover_warnings", "discovery_config", "discovery_text",
-           "per_quantity_evidence", "run_discovery"]
+           "is_general", "per_quantity_evidence", "run_discovery"]
 
 STEPS = 400
 FULL_BATCH_TRANSITIONS = 4000
@@ -168,28 +171,49 @@ def discovery_config(
 
 
 def direct_stage(config: ExperimentConfig, *, alpha: float = 0.05, noise=None,
-                 tolerance: float = 0.05) -> tuple[Discovery, dict]:
+                 tolerance: float = 0.05, degree: int = 2,
+                 features: str | None = None) -> tuple[Discovery, dict]:
     """The direct estimate (:mod:`~pyro_razor.discovery.direct`) on all of ``config``'s
-    trajectories (training and test, in the user's units): its Discovery and record."""
+    trajectories (training and test, in the user's units): its Discovery and record.
+
+    ``degree = 2`` without ``features`` is the quadratic answer (``A``, ``b``, Lie algebra);
+    any other library (:func:`~pyro_razor.discovery.libraries.parse_feature_spec` of
+    ``features`` and ``degree``) the general one of :mod:`~pyro_razor.discovery.general`
+    (sparse formulas, functionally independent count).
+    """
     from pyro_razor.runs.data import RunData
 
     data = RunData.load(config.data, "cpu", torch.float64)
     trajectories = list(data.scaling.to_original(data.train))
     if data.test.dim() == 3:
         trajectories += list(data.scaling.to_original(data.test))
-    try:
-        estimate = direct_estimate(trajectories, alpha=alpha, noise=noise, tolerance=tolerance)
-    except ValueError as exc:  # e.g. a --noise list of the wrong length: one line, no traceback
+    try:  # e.g. a --noise list or a --features item that does not fit: one line, no traceback
+        if not is_general(degree, features):
+            estimate = direct_estimate(trajectories, alpha=alpha, noise=noise,
+                                       tolerance=tolerance)
+            found = direct_discovery(estimate, data.names)
+        else:
+            library = parse_feature_spec(features or "", data.phase_dim, degree)
+            estimate = direct_estimate(trajectories, alpha=alpha, noise=noise,
+                                       tolerance=tolerance, features=library)
+            found = general_discovery(estimate, trajectories, data.names)
+    except ValueError as exc:
         raise RunError(str(exc)) from None
-    found = direct_discovery(estimate, data.names)
     return found, {**found.to_json(), "seconds": estimate.seconds, "summary": found.verdict,
                    "names": list(data.names)}
+
+
+def is_general(degree: int, features: str | None) -> bool:
+    """Whether ``--degree`` / ``--features`` ask for laws beyond the quadratic ones (the razor
+    stage symmetrises over quadratic quantities only: their flows are linear)."""
+    return degree != 2 or bool(features)
 
 
 def run_discovery(
     source: str, out_dir: str | os.PathLike | None = None, *, progress: bool = True,
     overwrite: bool = False, resume: bool = False, report=None, alpha: float = 0.05, noise=None,
-    tolerance: float = 0.05, razor: bool = True, confirm_epochs: int = 50, **settings,
+    tolerance: float = 0.05, razor: bool = True, confirm_epochs: int = 50, degree: int = 2,
+    features: str | None = None, **settings,
 ) -> Discovery:
     """Estimate directly, then (``razor=True``) train vanilla and learned on ``source`` and
     decide what is conserved; write the answer.
@@ -207,6 +231,9 @@ def run_discovery(
         razor: also run the razor stage (training); ``False`` gives the direct answer alone.
         confirm_epochs: epochs of each refit of the per-quantity evidence
             (:mod:`~pyro_razor.discovery.confirm`); 0 compares without refitting.
+        degree, features: the direct estimate's library (:func:`direct_stage`); beyond
+            quadratic laws the answer is the direct one alone (the razor stage is skipped, and
+            the output says so).
         settings: :func:`discovery_config`'s keywords (``dt``, ``names``, ``quantities``,
             ``epochs``, ``seed``, ``device``, ``test_fraction``).
 
@@ -217,7 +244,12 @@ def run_discovery(
     config = discovery_config(source, **settings)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config.name
     say = report or (lambda line: None)
-    direct, direct_record = direct_stage(config, alpha=alpha, noise=noise, tolerance=tolerance)
+    direct, direct_record = direct_stage(config, alpha=alpha, noise=noise, tolerance=tolerance,
+                                         degree=degree, features=features)
+    if razor and is_general(degree, features):
+        say("razor stage skipped: it symmetrises over quadratic quantities only (linear flows); "
+            "the answer below is the direct estimate's")
+        razor = False
     if not razor:
         record = {"direct": direct_record, "data": config.data.source,
                   "names": direct_record["names"], "razor": False}
@@ -327,71 +359,3 @@ def _settings_line(config: ExperimentConfig) -> str:
             f"S = {mc.tau_samples}, P = {tc.num_particles}, {mc.integrator_steps} "
             f"{mc.integrator} steps per dt, {tc.epochs} epochs"
             f"{'' if tc.batch_size is None else f' of batches of {tc.batch_size}'}")
-
-
-def _decimals(precision: int) -> str:
-    """How :func:`~pyro_razor.discovery.formulas.format_quantity` writes coefficients."""
-    smallest = 10.0 ** -min(precision, 2)
-    return (f"{precision} decimals, those below {smallest:g} in scientific notation with "
-            f"{precision} decimals in the mantissa")
-
-
-def _direct_lines(direct: dict) -> list[str]:
-    lines = [f"{direct['summary']} [{1000 * direct['seconds']:.0f} ms]"]
-    if direct["quantities"]:
-        lines.append(f"  coefficients to {_decimals(direct['evidence']['precision'])}, relative "
-                     "to the largest term's typical size on the data, terms below "
-                     f"{direct['evidence']['noise_floor']:.2g} of it (twice the noise) dropped; "
-                     "ratio = within-trajectory scatter / scatter the noise alone gives; "
-                     "drift = relative drift")
-    for q in direct["quantities"]:
-        lines.append(f"  [{q['kind']}] {q['formula']}    (ratio {q['ratio']:.3g}, drift "
-                     f"{q['drift']:.2g})")
-    if any(q["kind"] == "conserved" for q in direct["quantities"]):
-        a = direct["algebra"]
-        lines.append(f"  Lie algebra of the conserved ones: {a['name']}, dimension "
-                     f"{a['dimension']}")
-    return lines + [f"warning: {w}" for w in direct["warnings"]]
-
-
-def _per_quantity_lines(evidence: dict | None) -> list[str]:
-    if not evidence or not evidence["quantities"]:
-        return []
-    bar = max(evidence["threshold"], 2 * evidence["noise_nats"])
-    lines = [f"razor evidence per quantity (switched off, weights refitted "
-             f"{evidence['refit_epochs']} epochs; run-to-run noise "
-             f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
-    for q in evidence["quantities"]:
-        start = ("a spare quantity" if q["start"].startswith("spare") else
-                 f"started at a {q['start']} direct candidate")
-        start += f"; {q['in_span']:.2f} of it now in the candidates' span"
-        lines.append(f"  Q{q['index'] + 1} ({start}): {q['delta_nats']:+.1f} nats, "
-                     f"{q['decision']}: {q['statement']}")
-    return lines
-
-
-def discovery_text(record: dict) -> str:
-    """The plain-text answer of ``discovery.json``: the direct estimate, then the razor's."""
-    lines = _direct_lines(record["direct"]) if record.get("direct") else []
-    if not record.get("razor"):
-        return "\n".join(lines)
-    elbo = record["evidence"]["elbo"]
-    lines.append(
-        f"razor: -ELBO/N: vanilla {elbo['vanilla_neg_elbo_per_n']:.3f}, learned "
-        f"{elbo['learned_neg_elbo_per_n']:.3f} (learned - vanilla: "
-        f"{elbo['learned_minus_vanilla_nats']:+.1f} nats over {elbo['n_transitions']} "
-        "transitions)")
-    precision = record["evidence"]["thresholds"]["precision"]
-    if record["n_found"]:
-        lines.append(f"{record['n_found']} conserved quantities (coefficients to "
-                     f"{_decimals(precision)}, relative to the largest term):")
-        for q in record["quantities"]:
-            lines.append(f"  {q['formula']}    (spread along / across trajectories "
-                         f"{q['ratio']:.2g})")
-        a = record["algebra"]
-        lines.append(f"Lie algebra: {a['name']}, dimension {a['dimension']}, closure error "
-                     f"{a['closure_error']:.2g}")
-    lines += _per_quantity_lines(record["evidence"].get("per_quantity"))
-    lines.append(f"razor verdict: {record['verdict']}")
-    lines += [f"warning: {w}" for w in record["warnings"]]
-    return "\n".join(lines)

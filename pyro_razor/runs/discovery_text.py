@@ -1,0 +1,98 @@
+"""The plain-text answer of ``pyro-razor discover`` (``discovery.txt`` and what it prints).
+
+:func:`discovery_text` writes a ``discovery.json`` record as lines: the direct estimate (its
+verdict, how coefficients are written, each quantity with its test statistics, then the Lie
+algebra of quadratic laws or the functionally independent count of general ones), then the
+razor's answer (ELBOs, the quantities it found, their algebra, the per-quantity evidence and
+its verdict) and every warning.
+"""
+
+from __future__ import annotations
+
+__all__ = ["discovery_text"]
+
+
+def _decimals(precision: int) -> str:
+    """How :func:`~pyro_razor.discovery.formulas.format_quantity` writes coefficients."""
+    smallest = 10.0 ** -min(precision, 2)
+    return (f"{precision} decimals, those below {smallest:g} in scientific notation with "
+            f"{precision} decimals in the mantissa")
+
+
+def _direct_lines(direct: dict) -> list[str]:
+    lines = [f"{direct['summary']} [{1000 * direct['seconds']:.0f} ms]"]
+    general = "independent" in direct["evidence"]
+    if direct["quantities"]:
+        lines.append(_coefficients_line(direct["evidence"], general))
+    for q in direct["quantities"]:
+        dependent = (f"; a function of {', '.join(q['function_of'])}"
+                     if q.get("function_of") else "")
+        lines.append(f"  [{q['kind']}] {q['formula']}    (ratio {q['ratio']:.3g}, drift "
+                     f"{q['drift']:.2g}{dependent})")
+    if general:
+        e = direct["evidence"]
+        lines.append(f"  functionally independent: {e['independent']} of the {e['span']} "
+                     "conserved (rank of their gradients on the data); no Lie algebra is named: "
+                     "the flows of non-quadratic laws are not linear")
+    elif any(q["kind"] == "conserved" for q in direct["quantities"]):
+        a = direct["algebra"]
+        lines.append(f"  Lie algebra of the conserved ones: {a['name']}, dimension "
+                     f"{a['dimension']}")
+    return lines + [f"warning: {w}" for w in direct["warnings"]]
+
+
+def _coefficients_line(evidence: dict, general: bool) -> str:
+    """How the direct answer's formulas are written."""
+    if general:
+        return (f"  coefficients to {_decimals(evidence['precision'])}, each law scaled so that "
+                "one of its simplest terms is 1 (sparse: terms whose removal keeps it conserved "
+                "dropped); "
+                "ratio = within-trajectory scatter / scatter the noise alone gives; drift = "
+                "relative drift")
+    return (f"  coefficients to {_decimals(evidence['precision'])}, relative to the largest "
+            "term's typical size on the data, terms below "
+            f"{evidence['noise_floor']:.2g} of it (twice the noise) dropped; ratio = "
+            "within-trajectory scatter / scatter the noise alone gives; drift = relative drift")
+
+
+def _per_quantity_lines(evidence: dict | None) -> list[str]:
+    if not evidence or not evidence["quantities"]:
+        return []
+    bar = max(evidence["threshold"], 2 * evidence["noise_nats"])
+    lines = [f"razor evidence per quantity (switched off, weights refitted "
+             f"{evidence['refit_epochs']} epochs; run-to-run noise "
+             f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
+    for q in evidence["quantities"]:
+        start = ("a spare quantity" if q["start"].startswith("spare") else
+                 f"started at a {q['start']} direct candidate")
+        start += f"; {q['in_span']:.2f} of it now in the candidates' span"
+        lines.append(f"  Q{q['index'] + 1} ({start}): {q['delta_nats']:+.1f} nats, "
+                     f"{q['decision']}: {q['statement']}")
+    return lines
+
+
+def discovery_text(record: dict) -> str:
+    """The plain-text answer of ``discovery.json``: the direct estimate, then the razor's."""
+    lines = _direct_lines(record["direct"]) if record.get("direct") else []
+    if not record.get("razor"):
+        return "\n".join(lines)
+    elbo = record["evidence"]["elbo"]
+    lines.append(
+        f"razor: -ELBO/N: vanilla {elbo['vanilla_neg_elbo_per_n']:.3f}, learned "
+        f"{elbo['learned_neg_elbo_per_n']:.3f} (learned - vanilla: "
+        f"{elbo['learned_minus_vanilla_nats']:+.1f} nats over {elbo['n_transitions']} "
+        "transitions)")
+    precision = record["evidence"]["thresholds"]["precision"]
+    if record["n_found"]:
+        lines.append(f"{record['n_found']} conserved quantities (coefficients to "
+                     f"{_decimals(precision)}, relative to the largest term):")
+        for q in record["quantities"]:
+            lines.append(f"  {q['formula']}    (spread along / across trajectories "
+                         f"{q['ratio']:.2g})")
+        a = record["algebra"]
+        lines.append(f"Lie algebra: {a['name']}, dimension {a['dimension']}, closure error "
+                     f"{a['closure_error']:.2g}")
+    lines += _per_quantity_lines(record["evidence"].get("per_quantity"))
+    lines.append(f"razor verdict: {record['verdict']}")
+    lines += [f"warning: {w}" for w in record["warnings"]]
+    return "\n".join(lines)
