@@ -7,7 +7,11 @@ r"""The conserved quantities ``C_eta`` that symmetrise the Hamiltonian (paper se
   (empirical Bayes), never sampled.
 - :class:`FixedQuantities`: given generators, e.g. a system's ground truth (the "oracle").
 
-Both return their ``(K, M+1, M+1)`` generators ``G_k = [[J A_k, J b_k], [0, 0]]`` (eq. 4).
+Both return their ``(K, M+1, M+1)`` generators ``G_k = [[J A_k, J b_k], [0, 0]]`` (eq. 4),
+and both decide how the model symmetrises ``H`` the same way (:class:`QuadraticFlows`): the
+symmetry times become exact affine flow matrices ``expm(sum_k tau_k G_k)`` once per model call,
+used by :class:`~pyro_razor.models.hamiltonian.SymmetrisedHamiltonian`. (Polynomial quantities
+with numerically integrated flows: :mod:`~pyro_razor.models.polynomial_quantities`.)
 """
 
 from __future__ import annotations
@@ -16,12 +20,44 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
-from pyro_razor.symmetry import check_phase_dim, generator_matrix, quantity_from_generator
+from pyro_razor.models.hamiltonian import SymmetrisedHamiltonian
+from pyro_razor.symmetry import (
+    check_phase_dim,
+    flow_matrices,
+    generator_matrix,
+    quantity_from_generator,
+)
 
-__all__ = ["FixedQuantities", "LearnedQuantities"]
+__all__ = ["FixedQuantities", "LearnedQuantities", "QuadraticFlows"]
 
 
-class LearnedQuantities(PyroModule):
+class QuadraticFlows:
+    """How quadratic quantities symmetrise ``H``: exact matrix-exponential flows.
+
+    Mixed into a module with ``generators() -> (K, M+1, M+1)``.
+    """
+
+    family = "quadratic"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.generators().dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.generators().device
+
+    def symmetry_elements(self, tau: torch.Tensor) -> torch.Tensor:
+        """``(P, S, M+1, M+1)`` transforms ``expm(sum_k tau_psk G_k)`` of times ``(P, S, K)``
+        (:func:`~pyro_razor.symmetry.flow_matrices`)."""
+        return flow_matrices(self.generators(), tau)
+
+    def hamiltonian(self, weights, activation, elements: torch.Tensor | None):
+        """``H_hat`` symmetrised by the affine transforms ``elements (P, S, M+1, M+1)``."""
+        return SymmetrisedHamiltonian(weights, activation, elements)
+
+
+class LearnedQuantities(QuadraticFlows, PyroModule):
     """``K`` learnable quadratic conserved quantities on an ``M``-dim phase space.
 
     Args:
@@ -83,7 +119,7 @@ def _checked_init(init, K: int, M: int) -> tuple[torch.Tensor, torch.Tensor]:
     return 0.5 * A, b
 
 
-class FixedQuantities(torch.nn.Module):
+class FixedQuantities(QuadraticFlows, torch.nn.Module):
     """Fixed generators ``(K, M+1, M+1)`` (e.g. ``system.generators()``), not learned."""
 
     def __init__(self, generators: torch.Tensor) -> None:

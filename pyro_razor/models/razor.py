@@ -5,13 +5,16 @@ Generative story, for transitions ``(x_t, x_{t+dt})`` of ``T`` observed trajecto
 1. ``theta_l ~ p(theta_l)`` for every layer of the non-symmetrised network ``F_theta``
    (``PyroSample`` sites named ``"hamiltonian_net.weight<l>"``, prior from a prior object);
 2. the conserved quantities ``C_eta`` are *parameters* of the prior (``pyro.param`` s
-   ``"quantities.W"``, ``"quantities.b"``; empirical Bayes) — or fixed generators (oracle), or
-   absent (vanilla HNN);
-3. for every weight sample ``p``, ``S`` symmetry times ``tau_ps ~ mu`` give transforms
-   ``T_ps = expm(sum_k tau_psk G_k)`` (``tau`` of shape ``(P, S, K)``, as in the reference
-   code: averaging over the ``P`` particles also averages the symmetry noise), computed once per
-   call as one ``(P, S, M+1, M+1)`` batch and shared by every point and integrator step;
-4. the symmetrised Hamiltonian ``H_hat = 1/S sum_s F_theta o Phi^{tau_s}`` (eq. 14);
+   ``"quantities.W"``, ``"quantities.b"``, or ``"quantities.eta"`` for polynomial ones;
+   empirical Bayes) — or fixed generators (oracle), or absent (vanilla HNN);
+3. for every weight sample ``p``, ``S`` symmetry times ``tau_ps ~ mu`` (``tau`` of shape
+   ``(P, S, K)``, as in the reference code: averaging over the ``P`` particles also averages the
+   symmetry noise); the quantities decide what they become (:meth:`transforms`): quadratic
+   quantities give transforms ``T_ps = expm(sum_k tau_psk G_k)``, computed once per call as one
+   ``(P, S, M+1, M+1)`` batch and shared by every point and integrator step; polynomial ones
+   keep the times, and their non-linear flows are integrated at every point;
+4. the symmetrised Hamiltonian ``H_hat = 1/S sum_s F_theta o Phi^{tau_s}`` (eq. 14), built by
+   the quantities (:meth:`hamiltonian`);
 5. ``x_{t+dt} ~ N(ODESolve(J grad H_hat, x_t, dt), sigma^2_data I)``, the likelihood object
    :class:`~pyro_razor.models.likelihood.GaussianTransitionLikelihood` with its plates
    ``"trajectories"`` (minibatches of trajectories) and ``"time"`` (transitions).
@@ -41,9 +44,10 @@ from pyro_razor.models.hamiltonian import SymmetrisedHamiltonian
 from pyro_razor.models.likelihood import GaussianTransitionLikelihood
 from pyro_razor.models.networks import BayesianMLP, get_activation
 from pyro_razor.models.noise import OutputNoise
+from pyro_razor.models.polynomial_quantities import PolynomialQuantities
 from pyro_razor.models.priors import FixedVariancePrior, LayerGaussianPrior
 from pyro_razor.models.quantities import FixedQuantities, LearnedQuantities
-from pyro_razor.symmetry import SymmetryMeasure, check_phase_dim, flow_matrices
+from pyro_razor.symmetry import SymmetryMeasure, check_phase_dim
 
 __all__ = ["NoetherRazorModel"]
 
@@ -61,8 +65,8 @@ class NoetherRazorModel(PyroModule):
         elu_alpha: ``alpha`` of ELU.
         prior: prior object over the layer matrices (default ``N(0, I)``).
         noise: output noise of the likelihood (default fixed ``sigma^2 = 1e-3``).
-        quantities: ``None`` (vanilla HNN), :class:`LearnedQuantities` or
-            :class:`FixedQuantities`.
+        quantities: ``None`` (vanilla HNN), :class:`LearnedQuantities`,
+            :class:`FixedQuantities` or :class:`PolynomialQuantities`.
         measure: the measure ``mu(tau)``.
         tau_samples: ``S``, Monte-Carlo samples of the symmetrisation per model call.
         tau_antithetic: draw the symmetry times in antithetic pairs ``(tau, -tau)`` (see
@@ -87,7 +91,7 @@ class NoetherRazorModel(PyroModule):
         elu_alpha: float = 1.0,
         prior: LayerGaussianPrior | None = None,
         noise: OutputNoise | None = None,
-        quantities: LearnedQuantities | FixedQuantities | None = None,
+        quantities: LearnedQuantities | FixedQuantities | PolynomialQuantities | None = None,
         measure: SymmetryMeasure | None = None,
         tau_samples: int = 100,
         tau_antithetic: bool = False,
@@ -149,6 +153,26 @@ class NoetherRazorModel(PyroModule):
         return cls(phase_dim, dt, quantities=quantities, **kwargs)
 
     @classmethod
+    def learned_polynomial(
+        cls,
+        phase_dim: int,
+        dt: float,
+        num_quantities: int,
+        degree: int = 4,
+        init_std: float = 0.0,
+        generator: torch.Generator | None = None,
+        init: torch.Tensor | None = None,
+        flow_steps: int = 8,
+        **kwargs,
+    ) -> NoetherRazorModel:
+        """``K = num_quantities`` learnable polynomial quantities of degree ``<= degree`` with
+        numerically integrated flows (started at ``init (K, F)`` if given, see
+        :class:`PolynomialQuantities`)."""
+        quantities = PolynomialQuantities(phase_dim, num_quantities, degree, init_std, generator,
+                                          init, flow_steps=flow_steps)
+        return cls(phase_dim, dt, quantities=quantities, **kwargs)
+
+    @classmethod
     def oracle(cls, generators: torch.Tensor, dt: float, **kwargs) -> NoetherRazorModel:
         """Fixed ground-truth generators ``(L, M+1, M+1)`` (e.g. ``system.generators()``)."""
         quantities = FixedQuantities(generators)
@@ -187,16 +211,24 @@ class NoetherRazorModel(PyroModule):
             return "hyper"
         return "theta"
 
+    @property
+    def quantity_family(self) -> str | None:
+        """``"quadratic"`` (exact affine flows), ``"polynomial"`` (integrated non-linear flows)
+        or ``None`` (vanilla)."""
+        return None if self.quantities is None else self.quantities.family
+
     def generators(self) -> torch.Tensor | None:
-        """``(K, M+1, M+1)`` current generators, or ``None`` for the vanilla model."""
+        """``(K, M+1, M+1)`` current generators, or ``None`` for the vanilla model
+        (``ValueError`` for polynomial quantities, whose flows are not linear)."""
         return None if self.quantities is None else self.quantities.generators()
 
     def transforms(
         self, num_samples: int | None = None, num_draws: int = 1
     ) -> torch.Tensor | None:
-        r"""``(P, S, M+1, M+1)`` transforms ``expm(sum_k tau_psk G_k)``, ``tau ~ mu`` drawn
-        independently for each of the ``P = num_draws`` weight samples (``S = num_samples``,
-        default the model's), or ``None`` for the vanilla model.
+        r"""What the quantities make of ``tau ~ mu`` drawn independently for each of the ``P =
+        num_draws`` weight samples (``S = num_samples``, default the model's): quadratic
+        quantities the ``(P, S, M+1, M+1)`` transforms ``expm(sum_k tau_psk G_k)``, polynomial
+        ones the ``(P, S, K)`` times themselves; ``None`` for the vanilla model.
 
         With ``tau_antithetic`` the second half of each weight sample's ``S`` times is the
         negated first half (``tau_{p, s + S/2} = -tau_{ps}``; an odd ``S`` drops the last
@@ -205,18 +237,22 @@ class NoetherRazorModel(PyroModule):
         F(x) + tau grad F . G x + O(|G|^2)``, the first-order term, zero in expectation but
         the dominant noise while a generator is small, cancels within every pair.
         """
-        G = self.generators()
-        if G is None:
+        q = self.quantities
+        if q is None:
             return None
+        return q.symmetry_elements(self.symmetry_times(num_samples, num_draws))
+
+    def symmetry_times(self, num_samples: int | None = None, num_draws: int = 1) -> torch.Tensor:
+        """``(P, S, K)`` times ``tau ~ mu`` (antithetic pairs with ``tau_antithetic``, see
+        :meth:`transforms`), in the quantities' dtype and device."""
+        q = self.quantities
         S = self.tau_samples if num_samples is None else num_samples
-        K = G.shape[0]
+        K, kw = q.num_quantities, dict(dtype=q.dtype, device=q.device)
         if not self.tau_antithetic:
-            tau = self.measure.sample(num_draws * S, K, dtype=G.dtype, device=G.device)
-            return flow_matrices(G, tau.reshape(num_draws, S, K))
+            return self.measure.sample(num_draws * S, K, **kw).reshape(num_draws, S, K)
         half = (S + 1) // 2
-        tau = self.measure.sample(num_draws * half, K, dtype=G.dtype, device=G.device)
-        tau = tau.reshape(num_draws, half, K)
-        return flow_matrices(G, torch.cat([tau, -tau], dim=1)[:, :S])
+        tau = self.measure.sample(num_draws * half, K, **kw).reshape(num_draws, half, K)
+        return torch.cat([tau, -tau], dim=1)[:, :S]
 
     def init_loc_fn(self, site: dict) -> torch.Tensor:
         """Standard initial value for a weight site (for guides' ``init_loc_fn``)."""
@@ -228,9 +264,15 @@ class NoetherRazorModel(PyroModule):
     def hamiltonian(
         self, weights: Sequence[torch.Tensor], transforms: torch.Tensor | None
     ) -> SymmetrisedHamiltonian:
-        """The symmetrised Hamiltonian for ``(P, out, in+1)`` weights and ``(P, S, M+1, M+1)``
-        transforms (one set per weight sample)."""
-        return SymmetrisedHamiltonian(weights, self.hamiltonian_net.activation, transforms)
+        """The symmetrised Hamiltonian for ``(P, out, in+1)`` weights and what
+        :meth:`transforms` gave (one set per weight sample), built by the quantities:
+        :class:`SymmetrisedHamiltonian` over affine transforms, or
+        :class:`~pyro_razor.models.flow_hamiltonian.FlowSymmetrisedHamiltonian` over
+        non-linear flows."""
+        activation = self.hamiltonian_net.activation
+        if self.quantities is None or transforms is None:
+            return SymmetrisedHamiltonian(weights, activation, transforms)
+        return self.quantities.hamiltonian(weights, activation, transforms)
 
     def predict(
         self,

@@ -19,8 +19,9 @@ An :class:`ExperimentConfig` is a frozen tree of dataclasses, read strictly from
     [evaluation] # -> EvaluationConfig: metrics, long-horizon rollouts, symmetry analysis
 
 The three variants share every setting; they differ only in the conserved quantities of the
-model: none (``"vanilla"`` HNN, ``K = 0``), ``model.num_quantities`` learnable quadratic ones
-(``"learned"``), or the system's ground-truth generators (``"oracle"``).
+model: none (``"vanilla"`` HNN, ``K = 0``), ``model.num_quantities`` learnable ones
+(``"learned"``; quadratic, or polynomial with ``model.quantity_family = "polynomial"``), or the
+system's ground-truth generators (``"oracle"``).
 """
 
 from __future__ import annotations
@@ -242,6 +243,17 @@ class ModelConfig:
             ``"normal"``.
         measure_scale: factor multiplying ``tau`` (reference code: ``pi``).
         num_quantities: ``K``, learnable quantities of the ``"learned"`` variant.
+        quantity_family: the learned quantities' family: ``"quadratic"`` (exact
+            matrix-exponential flows, the paper's) or ``"polynomial"`` (all monomials of degree
+            1..``quantity_degree``, flows integrated by implicit midpoint:
+            :class:`~pyro_razor.models.PolynomialQuantities`; no generator matrices, so no
+            generator analysis).
+        quantity_degree: ``"polynomial"`` only: the highest degree, 2..4.
+        quantity_flow_steps: ``"polynomial"`` only: implicit-midpoint sub-steps of each
+            time-1 flow (cost per step grows with it).
+        quantity_max_speed: ``"polynomial"`` only: the flows' speed limit ``v`` (the same
+            orbits, at most ``v`` fast: a cubic or quartic flow can otherwise leave every
+            bounded region in finite time); 0: no limit.
         eta_init: where the learned quantities start: ``"normal"`` (``W, b ~ N(0,
             eta_init_std^2)``, 0: identity flow) or ``"direct"`` (the direct estimate's
             candidates on the training data, each at unit flow speed, the rest at zero:
@@ -267,6 +279,10 @@ class ModelConfig:
     measure: Literal["ball", "cube", "normal"] = "ball"
     measure_scale: float = math.pi
     num_quantities: int = 1
+    quantity_family: Literal["quadratic", "polynomial"] = "quadratic"
+    quantity_degree: int = 4
+    quantity_flow_steps: int = 8
+    quantity_max_speed: float = 10.0
     eta_init: Literal["normal", "direct"] = "normal"
     eta_init_std: float = 0.0
     eta_seed: int = 0
@@ -284,6 +300,13 @@ class ModelConfig:
         _at_least(self.integrator_steps, 1, "integrator_steps")
         _at_least(self.tau_samples, 1, "tau_samples")
         _at_least(self.num_quantities, 0, "num_quantities")
+        if not 2 <= self.quantity_degree <= 4:
+            raise ValueError(f"quantity_degree must be in 2..4 (polynomials of degree <= 4), "
+                             f"got {self.quantity_degree}")
+        _at_least(self.quantity_flow_steps, 1, "quantity_flow_steps")
+        if not (self.quantity_max_speed >= 0 and math.isfinite(self.quantity_max_speed)):
+            raise ValueError(f"quantity_max_speed must be >= 0 and finite (0: no limit), got "
+                             f"{self.quantity_max_speed}")
         if not (self.eta_init_std >= 0 and math.isfinite(self.eta_init_std)):
             raise ValueError(f"eta_init_std must be >= 0 and finite, got {self.eta_init_std}")
         _at_least(self.eta_seed, 0, "eta_seed")

@@ -30,7 +30,10 @@ from pyro_razor.models import (
     FixedVariancePrior,
     LearnedVariancePrior,
     NoetherRazorModel,
+    PolynomialQuantities,
 )
+from pyro_razor.models.polynomial_quantities import quadratic_coefficients
+from pyro_razor.models.quantities import LearnedQuantities
 from pyro_razor.symmetry import MEASURE_KINDS, SymmetryMeasure
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "MEASURES",
     "NOISES",
     "PRIORS",
+    "QUANTITY_FAMILIES",
     "VARIANTS",
     "Registry",
 ]
@@ -80,10 +84,32 @@ def _vanilla(M: int, dt: float, system, model_config, trajectories=None,
 def _learned(M: int, dt: float, system, model_config, trajectories=None,
              **kwargs) -> NoetherRazorModel:
     init = ETA_STARTS[model_config.eta_init](model_config, trajectories)
-    return NoetherRazorModel.learned(
-        M, dt, model_config.num_quantities, init_std=model_config.eta_init_std,
-        generator=torch.Generator().manual_seed(model_config.eta_seed), init=init, **kwargs,
-    )
+    quantities = QUANTITY_FAMILIES[model_config.quantity_family](M, model_config, init)
+    return NoetherRazorModel(M, dt, quantities=quantities, **kwargs)
+
+
+def _quadratic(M: int, mc, init) -> LearnedQuantities:
+    return LearnedQuantities(M, mc.num_quantities, mc.eta_init_std,
+                             torch.Generator().manual_seed(mc.eta_seed), init)
+
+
+def _polynomial(M: int, mc, init) -> PolynomialQuantities:
+    if init is not None:
+        A, b = (torch.as_tensor(t, dtype=torch.get_default_dtype()) for t in init)
+        init = quadratic_coefficients(A, b, mc.quantity_degree)
+    return PolynomialQuantities(M, mc.num_quantities, mc.quantity_degree, mc.eta_init_std,
+                                torch.Generator().manual_seed(mc.eta_seed), init,
+                                flow_steps=mc.quantity_flow_steps,
+                                max_speed=mc.quantity_max_speed or None)
+
+
+QUANTITY_FAMILIES: Registry[Callable] = Registry(
+    "quantity family", {"quadratic": _quadratic, "polynomial": _polynomial},
+)
+"""The learned variant's quantities: ``builder(M, model_config, init)`` with ``init`` the
+eta start's ``(A, b)`` or ``None``: ``"quadratic"`` (:class:`LearnedQuantities`, exact
+affine flows) or ``"polynomial"`` (:class:`PolynomialQuantities` of degree
+``quantity_degree``, a quadratic start embedded in its monomial basis)."""
 
 
 def _direct_start(model_config, trajectories):

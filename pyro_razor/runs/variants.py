@@ -55,10 +55,12 @@ def build_model(
     ``phase_dim`` (default the system's; file data have no system).
 
     ``"vanilla"``: no symmetrisation (``K = 0``); ``"learned"``: ``model.num_quantities``
-    learnable quadratic quantities started as ``model.eta_init`` says (from ``N(0,
-    eta_init_std^2)`` with ``eta_seed``, or at the direct estimate's candidates on the
-    training ``trajectories (B, n, M)``); ``"oracle"``: the system's ground-truth generators,
-    fixed.
+    learnable quantities of ``model.quantity_family`` (quadratic with exact flows, or
+    polynomial of degree ``model.quantity_degree`` with integrated flows:
+    :data:`~pyro_razor.runs.registry.QUANTITY_FAMILIES`) started as ``model.eta_init`` says
+    (from ``N(0, eta_init_std^2)`` with ``eta_seed``, or at the direct estimate's candidates
+    on the training ``trajectories (B, n, M)``); ``"oracle"``: the system's ground-truth
+    generators, fixed.
     Call ``pyro.clear_param_store()`` and ``pyro.set_rng_seed`` first (see
     :func:`fresh_variant`).
     """
