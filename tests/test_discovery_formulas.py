@@ -329,3 +329,16 @@ def test_bad_input_raises_one_clear_value_error():
         monomials(["x", "x", "px", "py"])
     with pytest.raises(ValueError, match="even, positive number of names"):
         monomials(["x", "y", "px"])
+
+
+def test_format_coefficient_fixed_point_above_the_cut_scientific_below():
+    """Both answers write numbers by one rule: fixed point with ``precision`` decimals from
+    10^-min(precision, 2) up to 1e4 (trailing zeros dropped), else a mantissa of
+    ``precision`` decimals; never a sign."""
+    from pyro_razor.discovery.formulas import format_coefficient
+
+    assert format_coefficient(0.5, 2) == "0.5"
+    assert format_coefficient(-1.0, 2) == "1"
+    assert format_coefficient(3.9e-4, 2) == "3.9e-4"
+    assert format_coefficient(0.0123, 2) == "0.01"
+    assert format_coefficient(12345.0, 2) == "1.23e4"

@@ -80,8 +80,9 @@ def test_no_law_system_finds_none(ns):
 
 
 def test_formula_writes_coefficients_and_signs():
+    """Coefficients follow the quadratic answer's rule (format_coefficient): one format for both."""
     c = torch.tensor([0.5, 0.0, -1.0, 0.004], dtype=F64)
-    assert formula("C2", c, ["q⁴", "q", "p²", "p"]) == "C2 = 0.5·q⁴ − p² + 4.0e-03·p"
+    assert formula("C2", c, ["q⁴", "q", "p²", "p"]) == "C2 = 0.5·q⁴ − p² + 4e-3·p"
     assert formula("C1", torch.tensor([-2.0, 1.0], dtype=F64), ["a", "b"]) == "C1 = −2·a + b"
 
 

@@ -54,6 +54,7 @@ import torch
 from pyro_razor.symmetry import check_phase_dim, phase_labels
 
 __all__ = [
+    "format_coefficient",
     "format_quantities",
     "monomial_scales",
     "format_quantity",
@@ -305,7 +306,7 @@ def simplest_basis(
 # ---------------------------------------------------------------------------- formatting
 
 
-def _format_number(value: float, precision: int) -> str:
+def format_coefficient(value: float, precision: int) -> str:
     """``|value|`` as text by the module's rule (fixed point or scientific), no sign."""
     magnitude = abs(value)
     if 10.0 ** -min(precision, 2) <= magnitude < 1e4:
@@ -362,7 +363,7 @@ def format_quantity(
     for value, size, monomial in zip(values, sizes, labels, strict=True):
         if value == 0.0 or abs(value) * size < 0.5 * 10.0**-precision * largest:
             continue
-        number = _format_number(value, precision)
+        number = format_coefficient(value, precision)
         body = monomial if number == "1" else f"{number} {monomial}"
         terms.append((value < 0, body))
     if not terms:

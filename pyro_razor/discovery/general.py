@@ -42,6 +42,7 @@ import torch
 
 from pyro_razor.discovery.direct import DirectEstimate
 from pyro_razor.discovery.features import ConditionedFeatures
+from pyro_razor.discovery.formulas import format_coefficient
 from pyro_razor.discovery.report import Discovery
 from pyro_razor.discovery.trajectories import as_trajectory_list
 
@@ -114,11 +115,6 @@ def sparse_laws(estimate: DirectEstimate, rows: torch.Tensor, kind: str = "conse
     return torch.from_numpy(np.stack(pruned)), pivots
 
 
-def _number(c: float, precision: int) -> str:
-    text = f"{abs(c):.{precision}f}".rstrip("0").rstrip(".") if abs(c) >= 0.01 else f"{abs(c):.1e}"
-    return text
-
-
 def formula(label: str, coefficients: torch.Tensor, labels: Sequence[str],
             precision: int = 2) -> str:
     """``"C1 = p² + 0.5·q⁴"`` from library coefficients ``(F,)`` and the library's labels."""
@@ -127,7 +123,7 @@ def formula(label: str, coefficients: torch.Tensor, labels: Sequence[str],
         if c == 0.0:
             continue
         sign = "−" if c < 0 else "+"
-        number = _number(c, precision)
+        number = format_coefficient(c, precision)
         body = name if number == "1" else f"{number}·{name}"
         terms.append((sign, body))
     if not terms:
