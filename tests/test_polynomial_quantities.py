@@ -199,10 +199,13 @@ def polynomial_model(**kw) -> NoetherRazorModel:
         hidden=(16, 16), tau_samples=4, integrator_steps=2, **kw).to(DT)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("guide_kind", ["matrix_normal", "auto_normal"])
-def test_polynomial_model_takes_an_svi_step_with_either_guide(guide_kind):
+def test_polynomial_model_takes_an_svi_step_with_either_guide(guide_kind, seed):
     """One SVI step (2 vectorised particles) gives a finite loss, moves eta, and refuses
-    generator matrices with one line."""
+    generator matrices with one line. (Without the speed limit 2 of 30 seeds of this setting
+    blew up to inf within two steps; with max_speed = 10, 0 of 24 per guide did.)"""
+    pyro.set_rng_seed(seed)
     states, nxt = sho_transitions(T=3)
     model = polynomial_model()
     guide = (MatrixNormalGuide(model, init_scale=0.02) if guide_kind == "matrix_normal"

@@ -163,13 +163,14 @@ class NoetherRazorModel(PyroModule):
         generator: torch.Generator | None = None,
         init: torch.Tensor | None = None,
         flow_steps: int = 8,
+        max_speed: float | None = 10.0,
         **kwargs,
     ) -> NoetherRazorModel:
         """``K = num_quantities`` learnable polynomial quantities of degree ``<= degree`` with
-        numerically integrated flows (started at ``init (K, F)`` if given, see
-        :class:`PolynomialQuantities`)."""
+        numerically integrated flows, at most ``max_speed`` fast (started at ``init (K, F)`` if
+        given, see :class:`PolynomialQuantities`)."""
         quantities = PolynomialQuantities(phase_dim, num_quantities, degree, init_std, generator,
-                                          init, flow_steps=flow_steps)
+                                          init, flow_steps=flow_steps, max_speed=max_speed)
         return cls(phase_dim, dt, quantities=quantities, **kwargs)
 
     @classmethod
