@@ -94,6 +94,13 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
     assert all(q["in_span"] > 0.9 for q in evidence["quantities"][:4])  # after 3 epochs
     assert evidence["refit_epochs"] == 2 and "razor evidence per quantity" in text
+    # the razor's span against the direct estimate's: one angle per shared dimension
+    agreement = record["evidence"]["agreement"]
+    assert agreement["direct"] == 4 and agreement["razor"] == record["n_found"]
+    assert len(agreement["angles_deg"]) == min(4, record["n_found"])
+    if record["n_found"]:
+        assert all(0.0 <= a <= 90.0 for a in agreement["angles_deg"])
+        assert "razor vs direct estimate: the razor's" in text
     # every warning is in the JSON and the printed answer, in discover's options
     for w in record["warnings"]:
         assert f"warning: {w}" in text and "[guide]" not in w and "[train]" not in w

@@ -55,6 +55,17 @@ def _coefficients_line(evidence: dict, general: bool) -> str:
             "within-trajectory scatter / scatter the noise alone gives; drift = relative drift")
 
 
+def _agreement_lines(agreement: dict | None) -> list[str]:
+    """The razor's span against the direct estimate's (:mod:`~pyro_razor.discovery.agreement`)."""
+    if not agreement or agreement["largest_deg"] is None:
+        return []
+    angles = ", ".join(f"{a:.1f}°" for a in agreement["angles_deg"])
+    counts = (f"the razor's {agreement['razor']} and the direct estimate's {agreement['direct']} "
+              "conserved quantities")
+    return [f"razor vs direct estimate: {counts}, principal angles between their spans "
+            f"{angles} (0° = the same span; formulas differ by a change of basis only)"]
+
+
 def _per_quantity_lines(evidence: dict | None) -> list[str]:
     if not evidence or not evidence["quantities"]:
         return []
@@ -92,6 +103,7 @@ def discovery_text(record: dict) -> str:
         a = record["algebra"]
         lines.append(f"Lie algebra: {a['name']}, dimension {a['dimension']}, closure error "
                      f"{a['closure_error']:.2g}")
+    lines += _agreement_lines(record["evidence"].get("agreement"))
     lines += _per_quantity_lines(record["evidence"].get("per_quantity"))
     lines.append(f"razor verdict: {record['verdict']}")
     lines += [f"warning: {w}" for w in record["warnings"]]
