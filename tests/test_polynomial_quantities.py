@@ -289,15 +289,16 @@ def test_config_names_the_family_and_validates_the_degree(tmp_path):
 
 # --------------------------------------------------------------------- the quick config (slow)
 @pytest.mark.slow
-def test_quartic_polynomial_quick_prefers_a_learned_law_to_vanilla(monkeypatch):
-    """The quick config (about 5 min on 2 shared cores; 7 min through `pyro-razor run`).
+def test_quartic_polynomial_quick_learns_a_quartic_law_and_beats_vanilla(monkeypatch):
+    """The quick config (5 min 52 s on 2 shared cores; 8.8 min through `pyro-razor run` with
+    evaluation, rollouts and figures).
 
-    Measured (2026-12-06, float32, seed 0): -ELBO/N 20.93 learned vs 26.06 vanilla (NLL/N
-    -0.33 vs 0.02, KL/N 21.25 vs 26.05), so the ELBO selects the polynomial symmetry. The
-    learned law is *not* the energy: normalised to p^2 = 1 its coefficients are q^2 0.85, q^4
-    0.18 (truth 0 and 0.5), with odd terms up to 0.35 (q^3 p); it is nearly conserved along the
-    training trajectories (within/total variance 0.054; the energy: 3e-24) but not along the
-    longer test ones (0.36), and the test MSE is worse than vanilla's (0.122 vs 0.037).
+    Measured (2026-12-06, float32, seed 0, tau uniform on [-1, 1]): -ELBO/N 20.19 learned vs
+    26.06 vanilla (NLL/N -0.41 vs 0.02, KL/N 20.59 vs 26.05; the learned quadratic family on
+    the same data: 25.35), test MSE 0.016 vs 0.037. Normalised to p^2 = 1 the learned law has
+    q^4 0.436 (truth 0.5), but also q^2 0.47, q -0.63, q^3 0.30, q p 0.22 (truth 0); it is
+    conserved along the training trajectories to a within/total variance of 0.0011 (0.070
+    along the longer test trajectories; the true energy: 3e-24).
     """
     from pyro_razor import inference
     from pyro_razor.runs import load_experiment
@@ -316,12 +317,13 @@ def test_quartic_polynomial_quick_prefers_a_learned_law_to_vanilla(monkeypatch):
                                   progress=False).history
         metrics[variant] = evaluate_variant(config, model, guide, data, history)
     vanilla, learned = metrics["vanilla"], metrics["learned"]
-    assert learned["neg_elbo_per_n"] < vanilla["neg_elbo_per_n"] - 3.0
+    assert learned["neg_elbo_per_n"] < vanilla["neg_elbo_per_n"] - 4.0
+    assert learned["test_mse"] < vanilla["test_mse"]
     with torch.no_grad():
         C = model.quantities.to(DT).values(data.train.to(DT))[..., 0]  # (B, n)
     within = float(((C - C.mean(1, keepdim=True)) ** 2).sum() / ((C - C.mean()) ** 2).sum())
-    assert within < 0.1
+    assert within < 0.01
     names = monomial_names(["q", "p"], 4)
     eta = model.quantities.eta.detach().double()[0]
     eta = eta / eta[names.index("p^2")]
-    assert float(eta[names.index("q^2")]) > 0 and float(eta[names.index("q^4")]) > 0
+    assert float(eta[names.index("q^4")]) == pytest.approx(0.5, abs=0.15)
