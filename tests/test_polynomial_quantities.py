@@ -327,3 +327,19 @@ def test_quartic_polynomial_quick_learns_a_quartic_law_and_beats_vanilla(monkeyp
     eta = model.quantities.eta.detach().double()[0]
     eta = eta / eta[names.index("p^2")]
     assert float(eta[names.index("q^4")]) == pytest.approx(0.5, abs=0.15)
+
+
+def test_polynomial_record_names_every_coefficient_and_scales_each_law():
+    """What `run` writes for a polynomial learned variant instead of the generator analysis:
+    eta over the named monomials (F = 14 for M = 2, D = 4), and each row divided by its largest
+    |coefficient| (so that entry is exactly +-1)."""
+    from pyro_razor.runs.results import polynomial_record
+
+    model = polynomial_model()
+    record = polynomial_record(model, ["q", "p"])
+    eta = model.quantities.eta.detach().double()
+    assert len(record["monomials"]) == eta.shape[1] == 14
+    assert torch.allclose(torch.tensor(record["eta"], dtype=torch.float64), eta)
+    relative = torch.tensor(record["eta_relative"], dtype=torch.float64)
+    ones = torch.ones(eta.shape[0], dtype=torch.float64)
+    assert torch.allclose(relative.abs().max(dim=1).values, ones)

@@ -112,7 +112,10 @@ def analyse_variant(
         "rollout_mse_at_train_horizon": longterm["mse_at_train_horizon"],
         "energy_drift_final": longterm["drift_final"].get("H"),
     }
-    if variant == "learned":
+    if variant == "learned" and model.quantity_family == "polynomial":
+        fields["polynomial_quantities"] = polynomial_record(model, data.names)
+        run.write_json(variant, "quantities.json", fields["polynomial_quantities"])
+    elif variant == "learned":
         G = model.generators().detach()
         artefacts.generators = G.cpu()
         run.write_generators(variant, G)
@@ -130,6 +133,19 @@ def analyse_variant(
             }
         )
     return fields
+
+
+def polynomial_record(model, names) -> dict:
+    """The learned polynomial quantities (non-linear flows, no generator matrices to analyse):
+    ``eta (K, F)`` in the model's units over the named monomials, each also scaled so that its
+    largest coefficient is 1."""
+    from pyro_razor.models.polynomial_quantities import monomial_names
+
+    eta = model.quantities.eta.detach().cpu().double()
+    largest = eta.abs().max(dim=1, keepdim=True).values.clamp_min(1e-300)
+    return {"units": "the model's (standardised when the data are)",
+            "monomials": monomial_names(list(names), model.quantities.degree),
+            "eta": eta.tolist(), "eta_relative": (eta / largest).tolist()}
 
 
 def symmetry_analysis(
