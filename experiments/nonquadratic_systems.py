@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.integrate
@@ -44,6 +46,9 @@ from pyro_razor.discovery.libraries import (
 from pyro_razor.discovery.scatter import scatter_matrices
 from pyro_razor.systems import HamiltonianSystem, gaussian_initial, simulate
 from pyro_razor.systems.units import fit_scaling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the direct benchmark beside it
+from direct_benchmark import outcome  # noqa: E402
 
 F64 = torch.float64
 B, N_POINTS = 30, 21
@@ -216,15 +221,6 @@ def least_squares_count(x: torch.Tensor, library, cutoff: float = CUTOFF) -> int
     T = s.total.numpy()
     ratios = scipy.linalg.eigvalsh(s.within.numpy(), T + 1e-12 * np.trace(T) * np.eye(len(T)))
     return int((ratios < cutoff).sum())
-
-
-def outcome(e) -> str:
-    """``"2"`` determined, ``"2+1"`` conserved + approximately conserved, ``"[0,2]"``."""
-    if e.status == "determined":
-        return str(e.count)
-    if e.status == "approximate":
-        return f"{e.count}+{e.range[1] - e.count}"
-    return f"[{e.range[0]},{e.range[1]}]"
 
 
 def run_case(name: str, noise: float, given: bool = False, seed: int = 0) -> dict:
