@@ -352,7 +352,51 @@ class SymmetryMeasure:
             tau = torch.randn(num_samples, K, **kw)
         else:  # uniform in the unit ball: direction uniform on the sphere, radius ~ U^(1/K)
             direction = torch.randn(num_samples, K, **kw)
-            direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-30)
             radius = torch.rand(num_samples, 1, **kw) ** (1.0 / K)
-            tau = direction * radius
+            tau = _in_ball(direction, radius)
         return self.scale * tau
+
+    def sample_stratified(
+        self,
+        num_samples: int,
+        K: int,
+        num_sets: int = 1,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r"""``num_sets`` independent Latin-hypercube sets of ``S = num_samples`` times each,
+        ``(num_sets, S, K)``, every time distributed as ``scale * tau, tau ~ mu``.
+
+        Each set stratifies the ``d`` uniforms a time is made from (``d = K``; ``K + 1`` for
+        the ball: ``K`` normals for the direction, one for the radius): in every coordinate
+        each of the ``S`` intervals ``[i/S, (i+1)/S)`` holds exactly one point, at a uniform
+        place inside it and in a random order per coordinate. Every single time is still
+        exactly ``mu``-distributed, so an orbit average over a set is unbiased, like eq. 5's;
+        its variance is lower — for ``K = 1`` the error of a smooth orbit average falls like
+        ``S^{-3/2}`` instead of ``S^{-1/2}`` (measured in RESULTS.md: 16 stratified times beat
+        256 independent ones on the SHO). The uniforms become normals through the inverse
+        normal CDF.
+        """
+        if num_samples < 1 or K < 0 or num_sets < 1:
+            raise ValueError(f"need num_samples >= 1, K >= 0 and num_sets >= 1, got "
+                             f"{num_samples}, {K} and {num_sets}")
+        if K == 0:
+            return torch.zeros(num_sets, num_samples, 0, dtype=dtype, device=device)
+        d = K + 1 if self.kind == "ball" else K
+        kw = dict(dtype=dtype, device=device, generator=generator)
+        order = torch.rand(num_sets, num_samples, d, **kw).argsort(dim=1)
+        u = (order.to(dtype=dtype) + torch.rand(num_sets, num_samples, d, **kw)) / num_samples
+        if self.kind == "cube":
+            return self.scale * (2.0 * u - 1.0)
+        tiny = torch.finfo(u.dtype).eps
+        normal = math.sqrt(2.0) * torch.erfinv((2.0 * u[..., :K] - 1.0).clamp(-1 + tiny,
+                                                                                1 - tiny))
+        if self.kind == "normal":
+            return self.scale * normal
+        return self.scale * _in_ball(normal, u[..., K:] ** (1.0 / K))
+
+
+def _in_ball(direction: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Points ``radius * direction / |direction|`` (``(..., K)`` and ``(..., 1)``)."""
+    return direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-30) * radius

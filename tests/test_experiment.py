@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyro_razor import inference
-from pyro_razor.analysis import analyse_generators, long_horizon_rollout
+from pyro_razor.analysis import analyse_generators, long_horizon_rollout, longterm_record
 from pyro_razor.inference import hamiltonian_energy, posterior_hamiltonian
 from pyro_razor.integrators import integrate
 from pyro_razor.runs import (
@@ -249,6 +249,33 @@ def test_first_rollout_step_is_one_rk4_integration_of_the_learned_field(run):
     q, p = x0[:, 0], x0[:, 1]
     exact = torch.stack([c * q + s * p, -s * q + c * p], dim=-1)
     assert torch.allclose(result["truth"][:, 3], exact, atol=1e-9)
+
+
+def test_rollout_sub_steps_and_its_measured_integration_error(run):
+    out, _ = run
+    _, data, model, guide = load_variant(out, "learned")
+    states, _ = transitions(data.train.float())
+    torch.manual_seed(0)
+    H = posterior_hamiltonian(model, guide, states, tau_samples=16, num_samples=2)
+    x0 = data.test[:3, 0]
+    coarse = long_horizon_rollout(model, H, make_system("sho"), x0, 6, 0.2, steps_per_point=1)
+    fine = long_horizon_rollout(model, H, make_system("sho"), x0, 6, 0.2, steps_per_point=2)
+    assert coarse["steps_per_point"] == 1 and fine["steps_per_point"] == 2
+    # the measured error is the first draw's coarse rollout against twice the sub-steps
+    first = integrate(H.first_draws(1).vector_field, x0.float()[None], 0.2, steps=1,
+                      method="rk4")[0]
+    again = integrate(H.first_draws(1).vector_field, x0.float()[None], 0.2, steps=2,
+                      method="rk4")[0]
+    assert torch.allclose(coarse["integration_mse"][1].float(), ((first - again) ** 2).mean(),
+                          rtol=1e-4, atol=1e-12)
+    assert float(coarse["integration_mse"][0]) == 0.0
+    # RK4's error falls ~16-fold per halving: the finer rollout's own estimate is smaller
+    assert float(fine["integration_mse"].max()) < float(coarse["integration_mse"].max())
+    record = longterm_record(coarse, "learned", dt=0.2, train_points=5, test_points=6,
+                             integrator_steps=1, tau_samples=16)
+    assert record["integrator_steps"] == 1
+    assert record["integration_mse_final"] == pytest.approx(
+        float(coarse["integration_mse"][-1]))
 
 
 def test_hamiltonian_energy_chunks_agree(run):

@@ -22,6 +22,7 @@ from pyro_razor.models import (
     NoetherRazorModel,
     SymmetrisedHamiltonian,
     get_activation,
+    mlp_value,
     mlp_value_and_input_gradient,
 )
 from pyro_razor.symmetry import SymmetryMeasure, flow_matrices, generator_matrix
@@ -58,6 +59,17 @@ def test_mlp_input_gradient_matches_autograd(name):
     (auto,) = torch.autograd.grad(value.sum(), z)
     assert value.shape == (3, 11) and grad.shape == (3, 11, 4)
     torch.testing.assert_close(grad, auto, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("widths", [(4, 7, 5, 1), (4, 1)])
+def test_mlp_value_equals_the_value_of_the_gradient_pass(widths):
+    act = get_activation("elu", alpha=2.0)
+    weights = random_weights(widths)
+    z = torch.randn(3, 11, 4, dtype=DT)
+    value = mlp_value(weights, z, act)
+    assert value.shape == (3, 11)
+    torch.testing.assert_close(value, mlp_value_and_input_gradient(weights, z, act)[0],
+                               rtol=1e-14, atol=1e-14)
 
 
 def test_activation_derivatives_match_autograd():
@@ -176,6 +188,22 @@ def test_antithetic_tau_pairs_invert_each_other_and_cancel_the_first_order_term(
     plain = deviation(1e-2, False) / deviation(1e-3, False)
     print("H_hat - F ratio eps 1e-2 / 1e-3: antithetic", paired, "plain", plain)
     assert 90 < paired < 110 and 9 < plain < 11
+
+
+def test_evaluation_switches_to_stratified_times_per_weight_draw():
+    """``model.evaluation(stratified=True)`` draws each of the P draws' S times as one
+    Latin-hypercube set (the oracle's cube measure: one time per stratum of [-pi, pi]) and
+    restores the plain times afterwards."""
+    model = small_model("oracle", measure=SymmetryMeasure("cube", math.pi))
+    pyro.set_rng_seed(0)
+    with model.evaluation(8, stratified=True):
+        tau = model.symmetry_times(num_draws=3)
+    assert tau.shape == (3, 8, 1) and not model.tau_stratified and model.tau_samples == 4
+    strata = torch.floor((tau[..., 0] / math.pi + 1) / 2 * 8).long()
+    assert all(sorted(row.tolist()) == list(range(8)) for row in strata)
+    plain = model.symmetry_times(8, num_draws=50)[..., 0]
+    strata = torch.floor((plain / math.pi + 1) / 2 * 8).long()
+    assert any(sorted(row.tolist()) != list(range(8)) for row in strata)
 
 
 def test_symmetrised_hamiltonian_shape_errors():

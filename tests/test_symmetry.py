@@ -424,6 +424,62 @@ def test_measure_reproducible_with_generator_and_dtype(kind):
     assert m.scale == math.pi  # the reference code's default
 
 
+@pytest.mark.parametrize("kind", ["ball", "cube", "normal"])
+def test_stratified_times_have_the_measures_law(kind):
+    """Every stratified time is mu-distributed: over 400 sets of 50 the same checks as the
+    plain samples (mean, second moment; ball: radial law), within 5 binomial/MC sigmas."""
+    K, S, sets, scale = 3, 50, 400, 1.7
+    g = torch.Generator().manual_seed(9)
+    m = SymmetryMeasure(kind, scale)
+    tau = m.sample_stratified(S, K, num_sets=sets, dtype=DT, generator=g)
+    assert tau.shape == (sets, S, K) and tau.dtype == DT
+    flat = tau.reshape(-1, K)
+    n = flat.shape[0]
+    reference = m.sample(200_000, K, dtype=DT, generator=torch.Generator().manual_seed(1))
+    second = float(reference.pow(2).mean())
+    assert flat.mean(0).abs().max().item() < 5 * math.sqrt(second / n)
+    assert abs(float(flat.pow(2).mean()) - second) < 0.02 * second
+    if kind == "ball":
+        radius = flat.norm(dim=-1)
+        assert radius.max().item() <= scale * (1 + 1e-12)
+        for r in [0.3, 0.6, 0.9]:
+            frac = (radius <= r * scale).double().mean().item()
+            assert abs(frac - r**K) <= _binomial_tol(r**K, n)
+
+
+def test_stratified_times_put_one_point_in_every_stratum():
+    """Cube, K = 2: in each coordinate of each set the S points occupy the S strata
+    ``[-s + 2 s i / S, -s + 2 s (i + 1) / S)`` once each; sets differ."""
+    S, scale = 16, math.pi
+    tau = SymmetryMeasure("cube", scale).sample_stratified(
+        S, 2, num_sets=3, dtype=DT, generator=torch.Generator().manual_seed(3))
+    strata = torch.floor((tau / scale + 1) / 2 * S).long()
+    for p in range(3):
+        for k in range(2):
+            assert sorted(strata[p, :, k].tolist()) == list(range(S))
+    assert not torch.allclose(tau[0], tau[1])
+    assert SymmetryMeasure("ball").sample_stratified(4, 0, num_sets=2).shape == (2, 4, 0)
+    with pytest.raises(ValueError, match="num_sets >= 1"):
+        SymmetryMeasure("ball").sample_stratified(4, 2, num_sets=0)
+
+
+def test_stratified_orbit_average_beats_independent_times():
+    """The point of stratifying: a smooth periodic orbit average (cos over a full turn, exact
+    value 0). 256 independent times: RMS error sqrt(1/2 / 256) = 0.044; S stratified ones:
+    within-stratum variance ~ sin^2 h^2 / 12 with h = 2 pi / S, so an error of about
+    sqrt(<sin^2> h^2 / 12 / S) = 0.0071 at S = 32, a sixth at an eighth of the cost.
+    Measured over 400 repeats (bounds at ~+-25 %, a few of their standard errors)."""
+    m, g = SymmetryMeasure("cube", math.pi), torch.Generator().manual_seed(4)
+    strat = m.sample_stratified(32, 1, num_sets=400, dtype=DT, generator=g)
+    plain = m.sample(400 * 256, 1, dtype=DT, generator=g).reshape(400, 256, 1)
+    err_strat = torch.cos(strat).mean(dim=(1, 2)).pow(2).mean().sqrt().item()
+    err_plain = torch.cos(plain).mean(dim=(1, 2)).pow(2).mean().sqrt().item()
+    predicted = math.sqrt(0.5 * (2 * math.pi / 32) ** 2 / 12 / 32)
+    assert 0.75 * 0.0442 < err_plain < 1.25 * 0.0442
+    assert 0.75 * predicted < err_strat < 1.25 * predicted
+    assert err_strat < err_plain / 4
+
+
 def test_measure_bad_arguments():
     with pytest.raises(ValueError, match=r"unknown symmetry measure 'sphere'; choose one of"):
         SymmetryMeasure("sphere")

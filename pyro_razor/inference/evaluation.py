@@ -68,12 +68,15 @@ def evaluate(
     num_samples: int = 8,
     tau_samples: int | None = None,
     chunk_size: int = 64,
+    stratified: bool = False,
 ) -> dict[str, float]:
     """Predictive metrics on transitions ``(T, n, M)``.
 
     Draws ``num_samples`` weight samples from the guide; for each, predicts every transition
     (in chunks of ``chunk_size`` trajectories, same weights) with ``tau_samples`` symmetrisation
-    samples (default: the model's). Returns ``nll_per_n`` (expected negative log-likelihood
+    samples (default: the model's), drawn independently or, with ``stratified``, as one
+    Latin-hypercube set (:meth:`~pyro_razor.models.NoetherRazorModel.symmetry_times`).
+    Returns ``nll_per_n`` (expected negative log-likelihood
     ``-E_q log p(x_{t+dt} | x_t, theta)`` per transition, summed over phase coordinates) and
     ``mse`` (mean squared error of the predictive mean, averaged over coordinates).
     """
@@ -81,7 +84,7 @@ def evaluate(
     N = T * n
     mean_sum = torch.zeros_like(next_states)
     nll = 0.0
-    with model.evaluation(tau_samples):
+    with model.evaluation(tau_samples, stratified=stratified):
         for _ in range(num_samples):
             trace = weight_trace(model, guide, states, next_states)
             for rows, site in replay_transitions(model, trace, states, next_states, chunk_size):

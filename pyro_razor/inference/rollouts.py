@@ -43,10 +43,13 @@ HAMILTONIAN_INTEGRATOR = "rk4"
 
 @torch.no_grad()
 def posterior_hamiltonian(
-    model: NoetherRazorModel, guide, states: torch.Tensor, tau_samples: int, num_samples: int
+    model: NoetherRazorModel, guide, states: torch.Tensor, tau_samples: int, num_samples: int,
+    stratified: bool = False,
 ) -> SymmetrisedHamiltonian:
     """``H_hat`` for ``P = num_samples`` weight draws from the guide, each with its own fixed
-    set of ``S = tau_samples`` symmetry transforms (torch RNG: seed it for reproducibility).
+    set of ``S = tau_samples`` symmetry transforms (torch RNG: seed it for reproducibility),
+    drawn independently or, with ``stratified``, as one Latin-hypercube set per draw
+    (:meth:`~pyro_razor.models.NoetherRazorModel.symmetry_times`).
 
     Predictions average over the draws rather than plugging in the posterior-mean weights: the
     network is nonlinear in its weights, and under a symmetrised model the posterior is broad
@@ -56,7 +59,8 @@ def posterior_hamiltonian(
     ``states``: any ``(T, n, M)`` model input (only its shape/device are used by the guide).
     """
     weights = draw_weights(model, guide, states, num_samples)
-    transforms = model.transforms(tau_samples, num_draws=num_samples)
+    with model.evaluation(stratified=stratified):
+        transforms = model.transforms(tau_samples, num_draws=num_samples)
     return model.hamiltonian(weights, None if transforms is None else transforms.detach())
 
 

@@ -18,6 +18,7 @@ from pyro_razor.models.networks import (
     Activation,
     BayesianMLP,
     get_activation,
+    mlp_value,
     mlp_value_and_input_gradient,
 )
 from pyro_razor.models.noise import EmpiricalNoise, FixedNoise, OutputNoise
@@ -51,5 +52,6 @@ __all__ = [
     "PolynomialQuantities",
     "SymmetrisedHamiltonian",
     "get_activation",
+    "mlp_value",
     "mlp_value_and_input_gradient",
 ]

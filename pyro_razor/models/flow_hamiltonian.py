@@ -26,7 +26,7 @@ import torch
 
 from pyro_razor.models.fast_gradient import mlp_input_gradient
 from pyro_razor.models.hamiltonian import SymmetrisedHamiltonian
-from pyro_razor.models.networks import Activation, mlp_value_and_input_gradient
+from pyro_razor.models.networks import Activation, mlp_value, mlp_value_and_input_gradient
 
 __all__ = ["NO_GRAD_CHUNK", "FlowSymmetrisedHamiltonian"]
 
@@ -67,6 +67,12 @@ class FlowSymmetrisedHamiltonian(SymmetrisedHamiltonian):
         self.quantities = quantities
         self.tau = tau.expand(P, -1, -1)
 
+    def first_draws(self, count: int) -> FlowSymmetrisedHamiltonian:
+        """The same ``H_hat`` restricted to its first ``count`` weight draws."""
+        sub = super().first_draws(count)
+        sub.tau = self.tau[:count]
+        return sub
+
     @property
     def tau_samples(self) -> int:
         """``S``, symmetry samples per weight sample."""
@@ -93,7 +99,7 @@ class FlowSymmetrisedHamiltonian(SymmetrisedHamiltonian):
         x = self.broadcast(x)
         P, N, M = x.shape
         z = self.flowed_points(x).reshape(P, -1, M)
-        value = mlp_value_and_input_gradient(self.weights, z, self.activation)[0]
+        value = mlp_value(self.weights, z, self.activation)
         return value.reshape(P, self.tau_samples, N).mean(1)
 
     def _flowed_value_and_gradient(self, x: torch.Tensor, with_value: bool):

@@ -14,12 +14,13 @@ field is ``x' = J grad H_hat(x)``. With no transforms (vanilla HNN) ``H_hat = F_
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 
 from pyro_razor.models.fast_gradient import mlp_input_gradient
-from pyro_razor.models.networks import Activation, mlp_value_and_input_gradient
+from pyro_razor.models.networks import Activation, mlp_value, mlp_value_and_input_gradient
 from pyro_razor.symmetry import symplectic_matrix
 
 __all__ = ["SymmetrisedHamiltonian"]
@@ -63,6 +64,16 @@ class SymmetrisedHamiltonian:
                 f"sample) or (S, {M + 1}, {M + 1}), got {tuple(transforms.shape)}"
             )
         return transforms.expand(P, -1, -1, -1)
+
+    def first_draws(self, count: int) -> SymmetrisedHamiltonian:
+        """The same ``H_hat`` restricted to its first ``count`` weight draws, each with its
+        own transforms (e.g. to re-integrate one draw more finely)."""
+        sub = copy.copy(self)
+        sub.weights = [w[:count] for w in self.weights]
+        sub.num_weight_samples = sub.weights[0].shape[0]
+        if self.transforms is not None:
+            sub.transforms = self.transforms[:count]
+        return sub
 
     @property
     def tau_samples(self) -> int:
@@ -125,8 +136,11 @@ class SymmetrisedHamiltonian:
         return self._averaged_gradient(mlp_input_gradient(self.weights, z, self.activation), R)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
-        """``(P, N)`` values of ``H_hat`` at ``x`` (``(N, M)`` or ``(P, N, M)``)."""
-        return self.energy_and_gradient(x)[0]
+        """``(P, N)`` values of ``H_hat`` at ``x`` (``(N, M)`` or ``(P, N, M)``), by the
+        forward pass alone (:func:`~pyro_razor.models.networks.mlp_value`)."""
+        z, R = self._symmetrised_points(x)
+        value = mlp_value(self.weights, z, self.activation)
+        return value if R is None else value.reshape(R.shape[0], R.shape[1], -1).mean(1)
 
     def vector_field(self, x: torch.Tensor) -> torch.Tensor:
         """``J grad H_hat(x)``, shape ``(P, N, M)``, by the fast path (:meth:`gradient`)."""

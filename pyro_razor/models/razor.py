@@ -71,6 +71,9 @@ class NoetherRazorModel(PyroModule):
         tau_samples: ``S``, Monte-Carlo samples of the symmetrisation per model call.
         tau_antithetic: draw the symmetry times in antithetic pairs ``(tau, -tau)`` (see
             :meth:`transforms`).
+        tau_stratified: draw each weight sample's ``S`` times as one Latin-hypercube set
+            (:meth:`~pyro_razor.symmetry.SymmetryMeasure.sample_stratified`: unbiased, far
+            lower variance); :meth:`evaluation` switches it on at test time.
         integrator: ``"euler"`` (the paper), ``"rk4"``, ``"leapfrog"`` or ``"midpoint"``.
         integrator_steps: sub-steps over ``dt`` (the paper: 20).
         checkpoint_steps: recompute each integrator sub-step during the backward pass
@@ -95,6 +98,7 @@ class NoetherRazorModel(PyroModule):
         measure: SymmetryMeasure | None = None,
         tau_samples: int = 100,
         tau_antithetic: bool = False,
+        tau_stratified: bool = False,
         integrator: str = "euler",
         integrator_steps: int = 20,
         checkpoint_steps: bool = False,
@@ -126,6 +130,7 @@ class NoetherRazorModel(PyroModule):
         self.measure = measure if measure is not None else SymmetryMeasure()
         self.tau_samples = int(tau_samples)
         self.tau_antithetic = bool(tau_antithetic)
+        self.tau_stratified = bool(tau_stratified)
         self.integrator = integrator
         self.integrator_steps = int(integrator_steps)
         self.checkpoint_steps = bool(checkpoint_steps)
@@ -236,7 +241,9 @@ class NoetherRazorModel(PyroModule):
         negated one). Every measure offered is symmetric, so each ``tau`` is still distributed
         as ``mu`` and eq. 5's estimate stays unbiased; and since ``E F(expm(tau G) x) =
         F(x) + tau grad F . G x + O(|G|^2)``, the first-order term, zero in expectation but
-        the dominant noise while a generator is small, cancels within every pair.
+        the dominant noise while a generator is small, cancels within every pair. With
+        ``tau_stratified`` (which takes precedence) each weight sample's ``S`` times are one
+        Latin-hypercube set instead (also unbiased; see :meth:`symmetry_times`).
         """
         q = self.quantities
         if q is None:
@@ -244,11 +251,15 @@ class NoetherRazorModel(PyroModule):
         return q.symmetry_elements(self.symmetry_times(num_samples, num_draws))
 
     def symmetry_times(self, num_samples: int | None = None, num_draws: int = 1) -> torch.Tensor:
-        """``(P, S, K)`` times ``tau ~ mu`` (antithetic pairs with ``tau_antithetic``, see
-        :meth:`transforms`), in the quantities' dtype and device."""
+        """``(P, S, K)`` times ``tau ~ mu`` (antithetic pairs with ``tau_antithetic``, one
+        Latin-hypercube set per weight sample with ``tau_stratified``: see :meth:`transforms`
+        and :meth:`~pyro_razor.symmetry.SymmetryMeasure.sample_stratified`), in the
+        quantities' dtype and device."""
         q = self.quantities
         S = self.tau_samples if num_samples is None else num_samples
         K, kw = q.num_quantities, dict(dtype=q.dtype, device=q.device)
+        if self.tau_stratified:
+            return self.measure.sample_stratified(S, K, num_sets=num_draws, **kw)
         if not self.tau_antithetic:
             return self.measure.sample(num_draws * S, K, **kw).reshape(num_draws, S, K)
         half = (S + 1) // 2
@@ -371,12 +382,15 @@ class NoetherRazorModel(PyroModule):
 
     # ----------------------------------------------------------------- convenience
     @contextmanager
-    def evaluation(self, tau_samples: int | None = None):
-        """Temporarily use ``tau_samples`` symmetrisation samples (e.g. more at test time)."""
-        old = self.tau_samples
+    def evaluation(self, tau_samples: int | None = None, stratified: bool | None = None):
+        """Temporarily use ``tau_samples`` symmetrisation samples (e.g. more at test time)
+        and, with ``stratified``, stratified times (``tau_stratified``)."""
+        old = self.tau_samples, self.tau_stratified
         if tau_samples is not None:
             self.tau_samples = int(tau_samples)
+        if stratified is not None:
+            self.tau_stratified = bool(stratified)
         try:
             yield self
         finally:
-            self.tau_samples = old
+            self.tau_samples, self.tau_stratified = old

@@ -370,9 +370,17 @@ class EvaluationConfig:
         num_samples: weight samples from the posterior for the metrics.
         tau_samples: symmetrisation samples at evaluation (more than in training: the
             S-sample estimate of ``H_hat`` is noisy).
+        tau_sampling: how they are drawn: ``"independent"`` (eq. 5's plain Monte Carlo, the
+            paper's) or ``"stratified"`` (one Latin-hypercube set per weight draw, equally
+            unbiased: on the quick SHO 16 stratified times estimate ``H_hat`` and its
+            gradient more precisely than 256 independent ones; RESULTS.md).
         rollout_points: states per long-horizon rollout, the start included (so the horizon is
             ``(rollout_points - 1) dt``); choose it well past ``train_points``.
         rollout_trajectories: test initial conditions rolled out.
+        rollout_steps: RK4 sub-steps per ``dt`` in the rollouts; 0 (default): as many as the
+            likelihood's ``model.integrator_steps``. Every rollout also measures its own
+            integration error (the first weight draw again at twice the sub-steps,
+            ``longterm.json``'s ``integration_error``), so a smaller value can be checked.
         threshold: singular values above ``threshold`` (relative to the largest) count as
             significant (paper section 5.1: 0.05).
         min_norm: ...and only if their absolute size is at least ``min_norm`` (0: no such
@@ -389,8 +397,10 @@ class EvaluationConfig:
 
     num_samples: int = 8
     tau_samples: int = 512
+    tau_sampling: Literal["independent", "stratified"] = "independent"
     rollout_points: int = 201
     rollout_trajectories: int = 10
+    rollout_steps: int = 0
     threshold: float = 0.05
     min_norm: float = 0.0
     min_displacement: float = 0.1
@@ -403,6 +413,7 @@ class EvaluationConfig:
         _at_least(self.tau_samples, 1, "tau_samples")
         _at_least(self.rollout_points, 2, "rollout_points")
         _at_least(self.rollout_trajectories, 1, "rollout_trajectories")
+        _at_least(self.rollout_steps, 0, "rollout_steps")
         _at_least(self.grid, 2, "grid")
         _at_least(self.chunk_size, 1, "chunk_size")
         if not 0 < self.threshold < 1:

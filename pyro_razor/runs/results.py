@@ -46,8 +46,9 @@ def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, hist
     ev = config.evaluation
     N = data.n_transitions
     pyro.set_rng_seed(config.train.seed)
+    stratified = ev.tau_sampling == "stratified"
     train = inference.evaluate(model, guide, data.states, data.next_states, ev.num_samples,
-                               ev.tau_samples, chunk_size=ev.chunk_size)
+                               ev.tau_samples, chunk_size=ev.chunk_size, stratified=stratified)
     kl = inference.kl_divergence_estimate(model, guide, data.states) / N
     metrics = {
         "train_mse": train["mse"],
@@ -57,7 +58,7 @@ def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, hist
     }
     for name, (s, n) in data.tests.items():
         test = inference.evaluate(model, guide, s, n, ev.num_samples, ev.tau_samples,
-                                  chunk_size=ev.chunk_size)
+                                  chunk_size=ev.chunk_size, stratified=stratified)
         suffix = f"_{name}" if name else ""
         metrics[f"test_mse{suffix}"] = test["mse"]
         metrics[f"test_nll_per_n{suffix}"] = test["nll_per_n"]
@@ -89,20 +90,23 @@ def analyse_variant(
     ``artefacts`` and returns the summary fields they contribute."""
     ev = config.evaluation
     pyro.set_rng_seed(config.train.seed + 1)
-    H = inference.posterior_hamiltonian(model, guide, data.states, ev.tau_samples, ev.num_samples)
+    H = inference.posterior_hamiltonian(model, guide, data.states, ev.tau_samples, ev.num_samples,
+                                        stratified=ev.tau_sampling == "stratified")
     artefacts.hamiltonian = H
     R = min(ev.rollout_trajectories, data.test.shape[0])
+    steps = ev.rollout_steps or config.model.integrator_steps
     if system is not None:
         result = long_horizon_rollout(model, H, system, data.test[:R, 0], ev.rollout_points,
-                                      data.dt, scaling=data.scaling)
+                                      data.dt, scaling=data.scaling, steps_per_point=steps)
     else:  # no exact solution: compare with the observed test trajectories, as far as they go
         n = min(ev.rollout_points, data.test.shape[1])
         result = long_horizon_rollout(model, H, None, data.test[:R, 0], n, data.dt,
-                                      truth=data.test[:R, :n], scaling=data.scaling)
+                                      truth=data.test[:R, :n], scaling=data.scaling,
+                                      steps_per_point=steps)
     artefacts.longterm = result
     longterm = longterm_record(
         result, variant, dt=data.dt, train_points=data.train.shape[1],
-        test_points=data.test.shape[1], integrator_steps=config.model.integrator_steps,
+        test_points=data.test.shape[1], integrator_steps=steps,
         tau_samples=ev.tau_samples if model.num_quantities else None,
     )
     run.write_json(variant, "longterm.json", longterm)
