@@ -172,8 +172,10 @@ def test_table_prints_every_variant(finished_run, capsys):
     summary = json.loads((out / "summary.json").read_text())
     row = next(line for line in text.splitlines() if line.startswith("| HNN |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert float(cells[4]) == pytest.approx(summary["variants"]["vanilla"]["neg_elbo_per_n"],
-                                            rel=5e-4)
+    value, se = (float(part) for part in cells[4].split(" ± "))
+    vanilla = summary["variants"]["vanilla"]
+    assert value == pytest.approx(vanilla["neg_elbo_per_n"], rel=5e-4)
+    assert se == pytest.approx(vanilla["standard_errors"]["neg_elbo_per_n"], rel=5e-4)
 
 
 def test_analyse_rewrites_figures(finished_run, capsys):

@@ -457,7 +457,10 @@ def test_format_table_rows_and_numbers(run):
     for cell, key in zip(
         cells[1:], ["train_mse", "nll_per_n", "kl_per_n", "neg_elbo_per_n", "test_mse"], strict=True
     ):
-        assert float(cell) == pytest.approx(oracle[key], rel=5e-4)
+        value, *error = cell.split(" ± ")  # KL/N is exact: no standard error
+        assert float(value) == pytest.approx(oracle[key], rel=5e-4)
+        if key != "kl_per_n":
+            assert float(error[0]) == pytest.approx(oracle["standard_errors"][key], rel=5e-4)
     with pytest.raises(FileNotFoundError, match="no summary.json"):
         format_table([out / "learned"])
     assert "not finished" not in table

@@ -12,6 +12,8 @@ Shapes: ``T`` trajectories, ``n`` transitions, ``M`` phase dimension.
 
 from __future__ import annotations
 
+import math
+
 import pyro.poutine as poutine
 import torch
 
@@ -78,21 +80,44 @@ def evaluate(
     Latin-hypercube set (:meth:`~pyro_razor.models.NoetherRazorModel.symmetry_times`).
     Returns ``nll_per_n`` (expected negative log-likelihood
     ``-E_q log p(x_{t+dt} | x_t, theta)`` per transition, summed over phase coordinates) and
-    ``mse`` (mean squared error of the predictive mean, averaged over coordinates).
+    ``mse`` (mean squared error of the predictive mean, averaged over coordinates), each with
+    its Monte-Carlo standard error over the weight draws (``nan`` for one draw):
+    ``nll_per_n_se`` the standard error of a mean of the ``P`` per-draw values, ``mse_se`` the
+    jackknife's (leaving out one draw at a time), since the predictive mean is not a mean of
+    per-draw errors. On the quick SHO these errors, not the symmetry samples, set the
+    metrics' precision (RESULTS.md, issue 26).
     """
     T, n, M = states.shape
     N = T * n
-    mean_sum = torch.zeros_like(next_states)
-    nll = 0.0
+    per_draw_mean = next_states.new_zeros((num_samples, *next_states.shape))
+    per_draw_nll = []
     with model.evaluation(tau_samples, stratified=stratified):
-        for _ in range(num_samples):
+        for p in range(num_samples):
             trace = weight_trace(model, guide, states, next_states)
+            nll = 0.0
             for rows, site in replay_transitions(model, trace, states, next_states, chunk_size):
                 obs = next_states[rows]
                 nll -= float(site["fn"].log_prob(obs).sum())
-                mean_sum[rows] += site["fn"].base_dist.loc.reshape(obs.shape)
-    mean = mean_sum / num_samples
+                per_draw_mean[p][rows] = site["fn"].base_dist.loc.reshape(obs.shape)
+            per_draw_nll.append(nll / N)
+    nll = torch.tensor(per_draw_nll, dtype=torch.float64)
+    mean = per_draw_mean.mean(0)
     return {
-        "nll_per_n": nll / num_samples / N,
+        "nll_per_n": float(nll.mean()),
         "mse": float(((mean - next_states) ** 2).mean()),
+        "nll_per_n_se": float(nll.std() / num_samples**0.5) if num_samples > 1 else math.nan,
+        "mse_se": _jackknife_mse_se(per_draw_mean, next_states),
     }
+
+
+def _jackknife_mse_se(per_draw: torch.Tensor, target: torch.Tensor) -> float:
+    """Jackknife standard error of ``mean((mean_p per_draw_p - target)^2)`` over the ``P``
+    draws of ``per_draw (P, ...)`` (``nan`` for ``P = 1``)."""
+    P = per_draw.shape[0]
+    if P < 2:
+        return math.nan
+    total = per_draw.sum(0)
+    leave_one_out = torch.stack([
+        (((total - per_draw[p]) / (P - 1) - target) ** 2).mean() for p in range(P)
+    ]).double()
+    return float(((P - 1) / P * ((leave_one_out - leave_one_out.mean()) ** 2).sum()).sqrt())

@@ -42,7 +42,8 @@ class VariantArtefacts:
 
 
 def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, history) -> dict:
-    """Train/test metrics of the paper's tables (per transition), plus timing."""
+    """Train/test metrics of the paper's tables (per transition), their Monte-Carlo standard
+    errors over the weight draws (``"standard_errors"``: metric name to error), and timing."""
     ev = config.evaluation
     N = data.n_transitions
     pyro.set_rng_seed(config.train.seed)
@@ -56,12 +57,18 @@ def evaluate_variant(config: ExperimentConfig, model, guide, data: RunData, hist
         "kl_per_n": kl,
         "neg_elbo_per_n": train["nll_per_n"] + kl,
     }
+    # Monte-Carlo standard errors over the weight draws, by metric (the KL is exact)
+    errors = {"train_mse": train["mse_se"], "nll_per_n": train["nll_per_n_se"],
+              "neg_elbo_per_n": train["nll_per_n_se"]}
     for name, (s, n) in data.tests.items():
         test = inference.evaluate(model, guide, s, n, ev.num_samples, ev.tau_samples,
                                   chunk_size=ev.chunk_size, stratified=stratified)
         suffix = f"_{name}" if name else ""
         metrics[f"test_mse{suffix}"] = test["mse"]
         metrics[f"test_nll_per_n{suffix}"] = test["nll_per_n"]
+        errors[f"test_mse{suffix}"] = test["mse_se"]
+        errors[f"test_nll_per_n{suffix}"] = test["nll_per_n_se"]
+    metrics["standard_errors"] = errors
     steps = len(history) * config.train.steps_per_epoch(data.states.shape[0])
     wall = float(sum(record.get("seconds", 0.0) for record in history))
     metrics.update(

@@ -13,8 +13,12 @@ directory (:class:`~pyro_razor.runs.rundir.RunDir` lists its files).
                          "test_nll_per_n", ["test_mse_<set>", "test_nll_per_n_<set>"],
                          "wall_time_s", "seconds_per_step", "epochs", "steps",
                          "num_quantities", "rollout_mse_final", "rollout_mse_mean",
-                         "energy_drift_final", ["n_significant", "true_dim", "recovered",
-                         "parallelness"]}}}
+                         "energy_drift_final", "standard_errors", ["n_significant",
+                         "true_dim", "recovered", "parallelness"]}}}
+
+``standard_errors`` maps the Monte-Carlo metrics (``train_mse``, ``nll_per_n``,
+``neg_elbo_per_n``, ``test_mse``, ``test_nll_per_n``, ...) to their standard errors over the
+evaluation's weight draws (:func:`pyro_razor.inference.evaluate`).
 
 Figures are per transition as in the paper: ``NLL/N`` is the expected negative log-likelihood
 ``-E_q log p(x_{t+dt} | x_t, theta)`` summed over phase coordinates and divided by
@@ -24,6 +28,7 @@ Extra test sets (n-body ``"moved"``/``"wider"``) appear as ``test_mse_moved``, .
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -265,11 +270,19 @@ def run_experiment(
     return summary
 
 
+def _se(metrics: dict, key: str) -> str:
+    """`` ± se`` of a metric when its Monte-Carlo standard error is known and finite."""
+    se = metrics.get("standard_errors", {}).get(key)
+    return f" ± {se:.2g}" if isinstance(se, float) and math.isfinite(se) else ""
+
+
 def variant_line(variant: str, metrics: dict) -> str:
-    """One line per finished variant: its -ELBO/N, test MSE and training time."""
-    parts = [f"-ELBO/N {metrics['neg_elbo_per_n']:.3f}"] if "neg_elbo_per_n" in metrics else []
+    """One line per finished variant: its -ELBO/N and test MSE (± their Monte-Carlo standard
+    errors over the weight draws) and training time."""
+    parts = [f"-ELBO/N {metrics['neg_elbo_per_n']:.3f}{_se(metrics, 'neg_elbo_per_n')}"] \
+        if "neg_elbo_per_n" in metrics else []
     if "test_mse" in metrics:
-        parts.append(f"test MSE {metrics['test_mse']:.3g}")
+        parts.append(f"test MSE {metrics['test_mse']:.3g}{_se(metrics, 'test_mse')}")
     if "wall_time_s" in metrics:
         parts.append(f"training {metrics['wall_time_s']:.0f} s "
                      f"({metrics['seconds_per_step']:.3g} s/step)")

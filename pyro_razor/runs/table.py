@@ -49,6 +49,11 @@ def _ppc_columns(run: RunDir, variants: list[str]) -> dict[str, tuple[str, str]]
     return out
 
 
+def _error_text(se) -> str:
+    """`` ± se`` for a finite Monte-Carlo standard error, else nothing."""
+    return f" ± {format_number(se)}" if isinstance(se, float) and math.isfinite(se) else ""
+
+
 def _table(run: RunDir) -> str:
     summary = run.read_summary()
     variants = summary["variants"]
@@ -69,7 +74,8 @@ def _table(run: RunDir) -> str:
         lines[2] = lines[2] + " Test mlpd/N (PPC) | PSIS-LOO |"
         lines[3] = lines[3] + "---|---|"
     for variant, m in variants.items():
-        cells = [format_number(m.get(key)) for _, key in columns]
+        errors = m.get("standard_errors", {})
+        cells = [format_number(m.get(key)) + _error_text(errors.get(key)) for _, key in columns]
         if ppc:
             cells += list(ppc.get(variant, ("", "")))
         lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
