@@ -1,0 +1,108 @@
+"""The razor's and the direct estimate's answers side by side over the noise column.
+
+    python experiments/razor_grid.py [--systems sho,detuned,...] [--noise 0,0.01,0.03,0.1]
+        [--out runs/razor_grid] [--results experiments/razor_grid.jsonl] [--epochs N]
+
+For every system of :data:`direct_benchmark.SYSTEMS` named (default: those with ``M <= 4``)
+and every noise level (std relative to each coordinate's spread), writes 30 trajectories of 11
+points at dt 0.3 (seed 0; the regime "n11" of the direct benchmark), runs ``pyro-razor
+discover`` on it (:func:`~pyro_razor.runs.discover.run_discovery`, defaults) and appends one
+JSON line per file: the truth, the direct estimate's outcome (``"2"``, ``"2+1"`` or
+``"[0,2]"``), the razor's count and algebra, how many of the quantities the per-quantity
+evidence tested it supports, the principal angles between the two answers' spans and the wall
+time. Runs are appended as they finish, so an interrupted grid keeps its rows; ``--table``
+prints the results file as a markdown table. Noise-major order: each noise level is complete
+for every system before the next starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from direct_benchmark import SYSTEMS, data  # noqa: E402
+
+from pyro_razor.runs.discover import run_discovery  # noqa: E402
+from pyro_razor.systems.files import write_trajectories  # noqa: E402
+
+DEFAULT_SYSTEMS = [name for name, (system, _) in SYSTEMS.items() if system.phase_dim <= 4]
+
+
+def direct_outcome(record: dict) -> str:
+    """The direct estimate's outcome from its JSON record, as the direct benchmark writes it."""
+    status, count, lo_hi = record["status"], record["count"], record["range"]
+    if status == "determined":
+        return str(count)
+    if status == "approximate":
+        return f"{count}+{lo_hi[1] - count}"
+    return f"[{lo_hi[0]},{lo_hi[1]}]"
+
+
+def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
+    """Write the file of ``name`` at ``noise`` and run ``discover`` on it: one result row."""
+    x, truth = data(name, B=30, n=11, dt=0.3, noise=noise, seed=0)
+    path = out / f"{name}_noise{noise:g}.npz"
+    write_trajectories(path, x, 0.3)
+    start = time.perf_counter()
+    found = run_discovery(str(path), out / f"{name}_noise{noise:g}", progress=False,
+                          overwrite=True, epochs=epochs)
+    per_quantity = found.evidence.get("per_quantity", {}).get("quantities", [])
+    return {
+        "system": name, "truth": truth, "noise": noise,
+        "direct": direct_outcome(found.evidence["direct"]["evidence"]["direct"]),
+        "razor": found.n_found, "algebra": found.algebra["name"],
+        "tested": len(per_quantity),
+        "supported": sum(q["decision"] == "supports" for q in per_quantity),
+        "angles_deg": found.evidence["agreement"].get("angles_deg"),
+        "warnings": len(found.warnings), "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def table(path: Path) -> str:
+    if not path.is_file():
+        raise SystemExit(f"razor_grid: no results file {path}; run the grid first")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = ["| system | truth | noise | direct | razor (algebra) | evidence supports | "
+             "largest angle ° | wall s |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (list(SYSTEMS).index(r["system"]), r["noise"])):
+        angles = r["angles_deg"] or []
+        largest = f"{max(angles):.1f}" if angles else "—"
+        lines.append(f"| {r['system']} | {r['truth']} | {r['noise']:g} | {r['direct']} | "
+                     f"{r['razor']} ({r['algebra']}) | {r['supported']} of {r['tested']} | "
+                     f"{largest} | {r['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS))
+    parser.add_argument("--noise", default="0,0.01,0.03,0.1")
+    parser.add_argument("--out", default="runs/razor_grid")
+    parser.add_argument("--results", default="experiments/razor_grid.jsonl")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--table", action="store_true", help="print the results file and stop")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    if args.table:
+        print(table(results))
+        return 0
+    unknown = [s for s in args.systems.split(",") if s not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for noise in (float(v) for v in args.noise.split(",")):
+        for name in args.systems.split(","):
+            row = one_run(name, noise, out, args.epochs)
+            with results.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

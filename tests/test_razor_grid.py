@@ -1,0 +1,47 @@
+"""experiments/razor_grid.py: the razor beside the direct estimate over the noise column."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from experiment_scripts import load_experiment
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return load_experiment("razor_grid.py")
+
+
+def test_direct_outcome_reads_the_estimates_three_states(grid):
+    assert grid.direct_outcome({"status": "determined", "count": 2, "range": [2, 2]}) == "2"
+    assert grid.direct_outcome({"status": "approximate", "count": 0, "range": [0, 4]}) == "0+4"
+    assert grid.direct_outcome({"status": "undetermined", "count": None,
+                                "range": [1, 3]}) == "[1,3]"
+
+
+def test_table_orders_rows_and_reports_each_column(grid, tmp_path):
+    rows = [
+        {"system": "pendulum", "truth": 0, "noise": 0.0, "direct": "0", "razor": 0,
+         "algebra": "none", "tested": 1, "supported": 0, "angles_deg": [], "warnings": 0,
+         "wall_s": 52.3},
+        {"system": "sho", "truth": 1, "noise": 0.01, "direct": "1", "razor": 1,
+         "algebra": "u(1)", "tested": 1, "supported": 1, "angles_deg": [0.4], "warnings": 0,
+         "wall_s": 40.0},
+    ]
+    path = tmp_path / "grid.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = grid.table(path).splitlines()
+    assert lines[2] == "| sho | 1 | 0.01 | 1 | 1 (u(1)) | 1 of 1 | 0.4 | 40 |"
+    assert lines[3] == "| pendulum | 0 | 0 | 0 | 0 (none) | 0 of 1 | — | 52 |"
+    with pytest.raises(SystemExit, match="no results file"):
+        grid.table(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.slow
+def test_one_run_answers_the_oscillator(grid, tmp_path):
+    """A short discover run (20 epochs) on the noise-free oscillator: the direct estimate
+    finds its one law and the row carries every column."""
+    row = grid.one_run("sho", 0.0, tmp_path, epochs=20)
+    assert row["truth"] == 1 and row["direct"] == "1"
+    assert set(row) >= {"razor", "algebra", "tested", "supported", "angles_deg", "wall_s"}
