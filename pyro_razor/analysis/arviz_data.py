@@ -1,15 +1,16 @@
-r"""Posterior predictive draws as ArviZ ``InferenceData``, and its netCDF files.
+r"""Posterior predictive draws as ArviZ groups (``InferenceData`` / ``DataTree``) and netCDF files.
 
 :func:`to_inference_data` wraps the output of
 :func:`pyro_razor.inference.posterior_predictive` (and optional rollouts from
 :func:`pyro_razor.inference.predictive_rollout`); the draws get a ``chain`` dimension of size 1
-since they are independent. Groups: ``posterior`` (predictive means, chosen weights),
-``posterior_predictive`` / ``observed_data`` (``obs``: next states; ``increment``:
-``x_{t+dt} - x_t``), ``log_likelihood`` (``obs``), ``constant_data`` (the conserved quantities'
-generators ``(quantity, row, col)``, the input states, ``sigma_data``) and, for rollouts,
-``predictions`` / ``predictions_constant_data``. Dimensions are named ``trajectory``, ``time``
-(transition index ``t``: ``x_t -> x_{t+1}``) and ``phase`` (``q1..qd, p1..pd`` or the user's
-coordinate names).
+since they are independent. The container is built by :mod:`.arviz_compat`: ``InferenceData``
+with ArviZ 0.x, ``xarray.DataTree`` with ArviZ 1.x, with the same contents. Groups:
+``posterior`` (predictive means, chosen weights), ``posterior_predictive`` / ``observed_data``
+(``obs``: next states; ``increment``: ``x_{t+dt} - x_t``), ``log_likelihood`` (``obs``),
+``constant_data`` (the conserved quantities' generators ``(quantity, row, col)``, the input
+states, ``sigma_data``) and, for rollouts, ``predictions`` / ``predictions_constant_data``.
+Dimensions are named ``trajectory``, ``time`` (transition index ``t``: ``x_t -> x_{t+1}``) and
+``phase`` (``q1..qd, p1..pd`` or the user's coordinate names).
 
 Shapes: ``P`` draws, ``T`` trajectories, ``n`` transitions, ``M`` phase dimension, ``K``
 quantities, ``R`` rollouts of ``h + 1`` steps.
@@ -18,24 +19,21 @@ quantities, ``R`` rollouts of ``h + 1`` steps.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import xarray as xr
 
+from pyro_razor.analysis import arviz_compat as compat
 from pyro_razor.atomic import atomic_path
 from pyro_razor.symmetry import check_phase_dim, phase_labels
 
-with warnings.catch_warnings():  # ArviZ 0.x announces its 1.0 refactor on import
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
-
 __all__ = ["as_float_array", "finite_array", "load_netcdf", "save_netcdf", "to_inference_data"]
 
+SAMPLE_DIMS = ["chain", "draw"]
 DATA_DIMS = ["trajectory", "time", "phase"]
+ROLLOUT_DIMS = ["trajectory", "step", "phase"]
 
 
 def as_float_array(x, name: str) -> np.ndarray:
@@ -58,8 +56,9 @@ def finite_array(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def _posterior(draws: Mapping[str, np.ndarray], shape: tuple, dims: dict) -> tuple[dict, float]:
-    """The ``posterior`` variables (``mean`` and weights) and ``sigma_data`` of ``draws``."""
+def _posterior(draws: Mapping[str, np.ndarray], shape: tuple) -> tuple[dict, float | None]:
+    """The ``posterior`` variables (``mean`` and weights) as ``{name: (dims, values)}`` with a
+    leading chain of 1, and ``sigma_data`` (``draws["noise_scale"]``) of ``draws``."""
     posterior, noise_scale = {}, None
     for key, value in draws.items():
         a = as_float_array(value, f"draws[{key!r}]")
@@ -70,12 +69,12 @@ def _posterior(draws: Mapping[str, np.ndarray], shape: tuple, dims: dict) -> tup
         elif key == "mean":
             if a.shape != shape:
                 raise ValueError(f"draws['mean'] must have shape {shape}, got {a.shape}")
-            posterior["mean"] = a[None]
+            posterior["mean"] = (SAMPLE_DIMS + DATA_DIMS, a[None])
         elif a.ndim >= 1 and a.shape[0] == shape[0]:
-            posterior[key] = a[None]
-            dims[key] = [f"{key}_dim{i}" for i in range(a.ndim - 1)]
+            dims = [f"{key}_dim{i}" for i in range(a.ndim - 1)]
             if key.startswith("weight") and a.ndim == 3:
-                dims[key] = [f"{key}_row", f"{key}_col"]
+                dims = [f"{key}_row", f"{key}_col"]
+            posterior[key] = (SAMPLE_DIMS + dims, a[None])
         else:
             raise ValueError(f"draws[{key!r}] must have a leading dimension of {shape[0]} draws")
     return posterior, noise_scale
@@ -91,21 +90,23 @@ def _generators(generators, M: int) -> np.ndarray:
     return G
 
 
-def _rollout_groups(rollouts, rollout_truth, M: int, coords: dict):
-    """``predictions`` (and ``predictions_constant_data``) with their coordinates: the rollouts
-    start from the first ``R`` trajectories, so they keep those trajectories' labels."""
+def _rollout_groups(rollouts, rollout_truth, M: int, coords: dict, attrs: dict) -> dict:
+    """``predictions`` (and ``predictions_constant_data``): the rollouts start from the first
+    ``R`` trajectories, so they keep those trajectories' labels."""
     r = as_float_array(rollouts, "rollouts")
     if r.ndim != 4 or r.shape[-1] != M:
         raise ValueError(f"rollouts must have shape (P, R, h+1, {M}), got {r.shape}")
     pred_coords = {**coords, "step": np.arange(r.shape[2])}
     pred_coords["trajectory"] = np.asarray(pred_coords["trajectory"])[: r.shape[1]]
-    truth = None
+    groups = {"predictions": compat.dataset(
+        {"rollout": (SAMPLE_DIMS + ROLLOUT_DIMS, r[None])}, pred_coords, attrs)}
     if rollout_truth is not None:
         truth = as_float_array(rollout_truth, "rollout_truth")
         if truth.shape != r.shape[1:]:
             raise ValueError(f"rollout_truth must have shape {r.shape[1:]}, got {truth.shape}")
-        truth = {"rollout_truth": truth}
-    return {"rollout": r[None]}, truth, pred_coords
+        groups["predictions_constant_data"] = compat.dataset(
+            {"rollout_truth": (ROLLOUT_DIMS, truth)}, pred_coords, attrs)
+    return groups
 
 
 def to_inference_data(
@@ -118,8 +119,8 @@ def to_inference_data(
     rollouts: np.ndarray | None = None,
     rollout_truth: torch.Tensor | np.ndarray | None = None,
     attrs: Mapping[str, object] | None = None,
-) -> az.InferenceData:
-    """Wrap posterior predictive draws (and optional rollouts) as ``InferenceData``.
+):
+    """Wrap posterior predictive draws (and optional rollouts) as ArviZ groups.
 
     Args:
         draws: from :func:`pyro_razor.inference.posterior_predictive` (needs ``"obs"``).
@@ -133,7 +134,8 @@ def to_inference_data(
         attrs: extra attributes stored on every group.
 
     Returns:
-        The ``InferenceData``; save it with :func:`save_netcdf`.
+        ``az.InferenceData`` with ArviZ 0.x, ``xarray.DataTree`` with ArviZ 1.x (same groups,
+        variables, dims and coordinates); save it with :func:`save_netcdf`.
     """
     if not isinstance(draws, Mapping) or "obs" not in draws:
         raise ValueError("draws must be a dict with an 'obs' entry (see posterior_predictive)")
@@ -145,81 +147,55 @@ def to_inference_data(
     y = finite_array(as_float_array(observed, "observed"), "observed")
     if y.shape != (T, n, M):
         raise ValueError(f"observed must have shape {(T, n, M)} to match the draws, got {y.shape}")
-    default_coords = {"trajectory": np.arange(T), "time": np.arange(n), "phase": phase_labels(M)}
-    dims = {"obs": DATA_DIMS, "mean": DATA_DIMS, "increment": DATA_DIMS}
-    posterior, noise_scale = _posterior(draws, obs.shape, dims)
-    predictive, observed_data, constant = {"obs": obs[None]}, {"obs": y}, {}
+    all_coords = {"trajectory": np.arange(T), "time": np.arange(n), "phase": phase_labels(M)}
+    posterior, noise_scale = _posterior(draws, obs.shape)
+    predictive = {"obs": (SAMPLE_DIMS + DATA_DIMS, obs[None])}
+    observed_data, constant = {"obs": (DATA_DIMS, y)}, {}
     if states is not None:
         x = finite_array(as_float_array(states, "states"), "states")
         if x.shape != (T, n, M):
             raise ValueError(f"states must have shape {(T, n, M)}, got {x.shape}")
-        predictive["increment"], observed_data["increment"] = (obs - x)[None], y - x
-        constant["states"], dims["states"] = x, DATA_DIMS
-    log_likelihood = None
-    if "log_likelihood" in draws:
+        predictive["increment"] = (SAMPLE_DIMS + DATA_DIMS, (obs - x)[None])
+        observed_data["increment"] = (DATA_DIMS, y - x)
+        constant["states"] = (DATA_DIMS, x)
+    if generators is not None:
+        G = _generators(generators, M)
+        constant["generators"] = (["quantity", "row", "col"], G)
+        labels = [str(n) for n in dict(coords or {}).get("phase", phase_labels(M))] + ["1"]
+        all_coords.update(quantity=np.arange(G.shape[0]), row=labels, col=labels)
+    if noise_scale is not None:
+        constant["noise_scale"] = ([], np.asarray(noise_scale))
+    all_coords.update(dict(coords or {}))
+    group_attrs = {"draws_from": "pyro-razor posterior predictive",
+                   "arviz_version": compat.ARVIZ_VERSION,
+                   **{str(k): v for k, v in dict(attrs or {}).items()}}
+    variables = {"posterior": posterior, "posterior_predictive": predictive,
+                 "observed_data": observed_data, "constant_data": constant}
+    if "log_likelihood" in draws:  # (trajectory, time): summed over phase
         ll = as_float_array(draws["log_likelihood"], "draws['log_likelihood']")
         if ll.shape != (P, T, n):
             raise ValueError(f"draws['log_likelihood'] must have shape {(P, T, n)}, got {ll.shape}")
-        log_likelihood = {"obs": ll[None]}
-    if generators is not None:
-        constant["generators"] = _generators(generators, M)
-        dims["generators"] = ["quantity", "row", "col"]
-        labels = [str(n) for n in dict(coords or {}).get("phase", phase_labels(M))] + ["1"]
-        default_coords.update(quantity=np.arange(constant["generators"].shape[0]), row=labels,
-                              col=labels)
-    all_coords = {**default_coords, **dict(coords or {})}
-    rollout_parts = None
+        variables["log_likelihood"] = {"obs": (SAMPLE_DIMS + DATA_DIMS[:2], ll[None])}
+    groups = {name: compat.dataset(v, all_coords, group_attrs)
+              for name, v in variables.items() if v}
     if rollouts is not None:
-        rollout_parts = _rollout_groups(rollouts, rollout_truth, M, all_coords)
-    idata = _assemble(posterior, predictive, observed_data, constant, all_coords, dims,
-                      log_likelihood, rollout_parts, noise_scale)
-    for group in idata.groups():
-        idata[group].attrs.update({"draws_from": "pyro-razor posterior predictive"})
-        for k, v in dict(attrs or {}).items():
-            idata[group].attrs[str(k)] = v
-    return idata
+        groups.update(_rollout_groups(rollouts, rollout_truth, M, all_coords, group_attrs))
+    return compat.from_datasets(groups)
 
 
-def _assemble(posterior, predictive, observed_data, constant, coords, dims, log_likelihood,
-              rollout_parts, noise_scale) -> az.InferenceData:
-    """``az.from_dict`` of the groups; log-likelihood and predictions added with their own dims."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        idata = az.from_dict(posterior=posterior, posterior_predictive=predictive,
-                             observed_data=observed_data, constant_data=constant or None,
-                             coords=coords, dims=dims)
-        if log_likelihood is not None:  # its "obs" is (trajectory, time): summed over phase
-            ll = az.from_dict(log_likelihood=log_likelihood, coords=coords,
-                              dims={"obs": ["trajectory", "time"]})
-            idata.add_groups(log_likelihood=ll.log_likelihood)
-        if rollout_parts is not None:
-            predictions, truth, pred_coords = rollout_parts
-            pred_dims = {"rollout": ["trajectory", "step", "phase"],
-                         "rollout_truth": ["trajectory", "step", "phase"]}
-            idata.extend(az.from_dict(predictions=predictions, predictions_constant_data=truth,
-                                      coords=pred_coords, pred_coords=pred_coords,
-                                      pred_dims=pred_dims))
-        if noise_scale is not None:  # a 0-d variable (from_dict would give it a dimension)
-            if "constant_data" not in idata.groups():
-                idata.add_groups(constant_data=xr.Dataset())
-            idata.constant_data["noise_scale"] = xr.DataArray(noise_scale)
-    return idata
-
-
-def save_netcdf(idata: az.InferenceData, path: str | os.PathLike) -> Path:
-    """Write ``idata`` to netCDF atomically (temporary file, then ``os.replace``)."""
+def save_netcdf(data, path: str | os.PathLike) -> Path:
+    """Write ``data`` (``InferenceData`` or ``DataTree``) to netCDF atomically (temporary file,
+    then ``os.replace``)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        idata.to_netcdf(tmp)
+        compat.save_netcdf(data, tmp)
     return path
 
 
-def load_netcdf(path: str | os.PathLike) -> az.InferenceData:
-    """Read an ``InferenceData`` written by :func:`save_netcdf` (fully into memory)."""
+def load_netcdf(path: str | os.PathLike):
+    """Read a file written by :func:`save_netcdf` (fully into memory) as the installed ArviZ's
+    container (``InferenceData`` for 0.x, ``DataTree`` for 1.x)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no InferenceData file at {path}")
-    idata = az.from_netcdf(path)
-    for group in idata.groups():
-        idata[group].load()
-    return idata
+    return compat.load_netcdf(path)

@@ -12,17 +12,13 @@ Shapes: ``P`` posterior draws; ``...`` any shape of observed values.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.special import logsumexp
 
+from pyro_razor.analysis import arviz_compat as compat
 from pyro_razor.analysis.arviz_data import as_float_array, finite_array
-
-with warnings.catch_warnings():  # ArviZ 0.x announces its 1.0 refactor on import
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -131,35 +127,34 @@ def mean_log_predictive_density(loglik: np.ndarray) -> float:
     return float(pointwise_log_predictive_density(loglik).mean())
 
 
-def _log_likelihood_array(idata: az.InferenceData) -> np.ndarray:
+def _log_likelihood_array(idata) -> np.ndarray:
     """``(P, points)`` log-likelihood of ``obs`` with chains and draws stacked."""
-    if "log_likelihood" not in idata.groups():
+    if "log_likelihood" not in compat.group_names(idata):
         raise ValueError("the InferenceData has no log_likelihood group")
-    ll = idata.log_likelihood["obs"]
-    ll = ll.stack(__sample__=("chain", "draw")).transpose("__sample__", ...)
-    return ll.values.reshape(ll.shape[0], -1)
+    ll = compat.samples(idata, "log_likelihood", "obs")
+    return ll.reshape(ll.shape[0], -1)
 
 
-def loo_summary(idata: az.InferenceData) -> dict[str, object]:
+def loo_summary(idata) -> dict[str, object]:
     """PSIS-LOO of the ``obs`` log-likelihood with its Pareto-``k`` reliability check.
 
-    ``az.loo`` estimates ``elpd_loo = sum_i log p(y_i | y_{-i})`` by Pareto-smoothed importance
-    sampling of the draws. Its Pareto shape ``k_i`` per point says whether that estimate is
-    trustworthy: ``k > 0.7`` never is, and ArviZ's sample-size threshold ``good_k =
-    min(1 - 1/log10 P, 0.7)`` is stricter for few draws. The result is flagged ``reliable`` only
-    if no ``k_i`` exceeds ``good_k``. (With a variational posterior a large ``k`` also signals
-    that ``q`` is far from the exact posterior.)
+    ArviZ's ``loo`` (via :func:`.arviz_compat.loo`; ``idata`` is an ``InferenceData`` with
+    ArviZ 0.x, a ``DataTree`` with 1.x) estimates ``elpd_loo = sum_i log p(y_i | y_{-i})`` by
+    Pareto-smoothed importance sampling of the draws. Its Pareto shape ``k_i`` per point says
+    whether that estimate is trustworthy: ``k > 0.7`` never is, and ArviZ's sample-size
+    threshold ``good_k = min(1 - 1/log10 P, 0.7)`` is stricter for few draws. The result is
+    flagged ``reliable`` only if no ``k_i`` exceeds ``good_k``. (With a variational posterior a
+    large ``k`` also signals that ``q`` is far from the exact posterior.) ``se`` is ArviZ's: 1.x
+    uses ``ddof=1`` over the points, 0.x ``ddof=0`` (a factor ``sqrt(N/(N-1))`` apart).
 
     Returns:
         ``elpd_loo``, ``se``, ``p_loo``, ``elpd_loo_per_point``, ``n_points``, ``n_samples``,
         ``pareto_k_max``, ``share_k_gt_0.7``, ``good_k``, ``share_k_gt_good_k``, ``reliable``,
         ``note``.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(idata, pointwise=True, var_name="obs")
-    k = np.asarray(loo.pareto_k).reshape(-1)
-    good_k = float(getattr(loo, "good_k", PARETO_K_LIMIT))
+    loo = compat.loo(idata, "obs")
+    k = loo.pareto_k.reshape(-1)
+    good_k = loo.good_k
     share_07 = float((k > PARETO_K_LIMIT).mean())
     share_good = float((k > good_k).mean())
     reliable = bool(share_good == 0.0)
@@ -173,10 +168,10 @@ def loo_summary(idata: az.InferenceData) -> dict[str, object]:
             "draws); do not use elpd_loo for model selection (more draws or exact refits needed)"
         )
     return {
-        "elpd_loo": float(loo.elpd_loo),
-        "se": float(loo.se),
-        "p_loo": float(loo.p_loo),
-        "elpd_loo_per_point": float(loo.elpd_loo) / n,
+        "elpd_loo": loo.elpd,
+        "se": loo.se,
+        "p_loo": loo.p,
+        "elpd_loo_per_point": loo.elpd / n,
         "n_points": n,
         "n_samples": int(loo.n_samples),
         "pareto_k_max": float(np.max(k)),
@@ -189,8 +184,8 @@ def loo_summary(idata: az.InferenceData) -> dict[str, object]:
 
 
 def compare_variants(
-    idatas: Mapping[str, az.InferenceData],
-    loo_idatas: Mapping[str, az.InferenceData] | None = None,
+    idatas: Mapping[str, object],
+    loo_idatas: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     r"""Compare variants by predictive performance.
 
@@ -201,7 +196,7 @@ def compare_variants(
     being the same test transitions). This is the primary comparison.
 
     *In-sample LOO* (``loo_idatas``, log-likelihoods of the training data, optional): per
-    variant :func:`loo_summary` and ``az.compare`` (ranks, ``elpd_diff``, stacking weights).
+    variant :func:`loo_summary` and ArviZ's ``compare`` (ranks, ``elpd_diff``, stacking weights).
     They are reported only with their Pareto-``k`` diagnostics: ``loo_reliable`` is false (and
     ``loo_note`` says why) when any variant's PSIS approximation is unreliable.
 
@@ -211,7 +206,7 @@ def compare_variants(
 
     Returns:
         A JSON-ready dict: ``test`` (per variant), ``best_test``, ``loo`` (per variant),
-        ``loo_compare`` (``az.compare`` table rows, or ``None``), ``loo_reliable``,
+        ``loo_compare`` (ArviZ ``compare`` table rows, or ``None``), ``loo_reliable``,
         ``loo_note``.
     """
     if not isinstance(idatas, Mapping) or not idatas:
@@ -259,20 +254,8 @@ def compare_variants(
         else:
             result["loo_note"] = "PSIS-LOO reliable for every variant (all Pareto k <= good_k)"
         if len(loo_idatas) > 1:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                table = az.compare(dict(loo_idatas), ic="loo", var_name="obs")
-            rows = {}
-            for name, row in table.iterrows():
-                rows[str(name)] = {
-                    "rank": int(row["rank"]),
-                    "elpd_loo": float(row["elpd_loo"]),
-                    "p_loo": float(row["p_loo"]),
-                    "elpd_diff": float(row["elpd_diff"]),
-                    "weight": float(row["weight"]),
-                    "se": float(row["se"]),
-                    "dse": float(row["dse"]),
-                    "reliable": bool(loo[str(name)]["reliable"]),
-                }
+            rows = compat.compare(loo_idatas, "obs")
+            for name, row in rows.items():
+                row["reliable"] = bool(loo[name]["reliable"])
             result["loo_compare"] = rows
     return result

@@ -1,6 +1,10 @@
 """Figures of the posterior predictive checks: predictive densities per coordinate, rollout
 bands, calibration of central intervals and the LOO probability integral transform.
 
+The figures are drawn with matplotlib from numbers computed by ArviZ through
+:mod:`pyro_razor.analysis.arviz_compat` (its KDE, its PSIS weights and LOO-PIT values), so they
+look the same with ArviZ 0.x (``InferenceData``) and 1.x (``DataTree``).
+
 Shapes: ``P`` draws, ``R`` rollouts of ``h + 1`` steps, ``M`` phase dimension.
 """
 
@@ -14,47 +18,65 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from pyro_razor.analysis import arviz_compat as compat
 from pyro_razor.analysis.arviz_data import as_float_array
 from pyro_razor.analysis.predictive import check_levels
 from pyro_razor.plotting.common import save
 from pyro_razor.symmetry import phase_labels
 
-with warnings.catch_warnings():  # ArviZ 0.x announces its 1.0 refactor on import
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
+__all__ = [
+    "plot_calibration",
+    "plot_loo_pit",
+    "plot_ppc_phases",
+    "plot_rollout_bands",
+    "ppc_values",
+]
 
-__all__ = ["plot_calibration", "plot_loo_pit", "plot_ppc_phases", "plot_rollout_bands"]
+
+def ppc_values(idata, var_name: str = "obs") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Observed and predictive values of ``var_name`` with the phase coordinate last.
+
+    Returns:
+        ``(observed (..., M), predictive (P, ..., M), phase labels (M,))``.
+    """
+    obs = compat.group(idata, "observed_data")[var_name].transpose(..., "phase")
+    pred = compat.group(idata, "posterior_predictive")[var_name]
+    pred = pred.transpose(*compat.SAMPLE_DIMS, *obs.dims)
+    labels = [str(v) for v in obs["phase"].values]
+    return obs.values, pred.values.reshape(-1, *obs.shape), labels
 
 
 def plot_ppc_phases(
-    idata: az.InferenceData,
+    idata,
     path: str | os.PathLike | None = None,
     var_name: str = "obs",
     num_pp_samples: int = 50,
     seed: int = 0,
     title: str | None = None,
 ) -> Figure:
-    """``az.plot_ppc`` of ``var_name`` with one panel per phase coordinate.
+    """Posterior predictive check of ``var_name`` with one panel per phase coordinate.
 
-    Each panel overlays the KDE of the observed values (over all trajectories and times) with
-    the KDEs of ``num_pp_samples`` posterior predictive replicates and their mean.
+    Each panel overlays ArviZ's KDE of the observed values (over all trajectories and times)
+    with the KDEs of ``num_pp_samples`` replicates (draws chosen at random with ``seed``) and
+    the KDE of all draws pooled (the predictive mean density). ``idata``: ``InferenceData``
+    (ArviZ 0.x) or ``DataTree`` (1.x) from :func:`pyro_razor.analysis.to_inference_data`.
     """
-    M = idata.observed_data.sizes["phase"]
+    y, pred, labels = ppc_values(idata, var_name)
+    M, P = y.shape[-1], pred.shape[0]
+    picks = np.random.default_rng(seed).choice(P, size=min(num_pp_samples, P), replace=False)
     fig = Figure(figsize=(3.6 * min(M, 4), 3.0 * math.ceil(M / 4)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(math.ceil(M / 4), min(M, 4), squeeze=False).ravel())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        az.plot_ppc(
-            idata, var_names=[var_name], flatten=["trajectory", "time"],
-            num_pp_samples=min(num_pp_samples, idata.posterior_predictive.sizes["draw"]),
-            random_seed=seed, ax=axes[:M], legend=True, textsize=9,
-        )
-    for ax in axes[1:M]:  # one legend (ArviZ draws one per panel, at different sizes)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-    if axes[0].get_legend() is not None:
-        for text in axes[0].get_legend().get_texts():
-            text.set_fontsize(8)
+    for m, ax in enumerate(axes[:M]):
+        for j, p in enumerate(picks):
+            ax.plot(*compat.kde(pred[p, ..., m]), color="C0", alpha=0.2, lw=0.8,
+                    label="posterior predictive" if j == 0 else None)
+        ax.plot(*compat.kde(pred[..., m]), color="C1", ls="--", lw=1.5,
+                label="posterior predictive mean")
+        ax.plot(*compat.kde(y[..., m]), color="k", lw=1.5, label="observed")
+        ax.set_xlabel(f"{var_name}: {labels[m]}", fontsize=9)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=8)
+    axes[0].legend(fontsize=8)
     for ax in axes[M:]:
         ax.set_visible(False)
     if title:
@@ -152,25 +174,31 @@ def plot_calibration(
     return save(fig, path)
 
 
-def plot_loo_pit(
-    idata: az.InferenceData, path: str | os.PathLike | None = None, title: str | None = None
-) -> Figure:
-    """``az.plot_loo_pit`` of ``obs``: the LOO probability integral transform per coordinate.
+def plot_loo_pit(idata, path: str | os.PathLike | None = None,
+                 title: str | None = None) -> Figure:
+    """The LOO probability integral transform of ``obs``: ECDF of its values minus the uniform
+    CDF, with ``+- 2`` pointwise standard errors ``sqrt(u (1-u) / N)`` of a uniform ECDF.
 
-    The PSIS weights come from the per-transition log-likelihood (leave out a whole
-    transition) and are shared by its ``M`` coordinates. For a calibrated model the LOO-PIT
-    values are uniform; only meaningful where :func:`loo_summary` says the PSIS-LOO is
-    reliable.
+    The values come from ArviZ (:func:`.arviz_compat.loo_pit`); the PSIS weights from the
+    per-transition log-likelihood (leave out a whole transition) are shared by its ``M``
+    coordinates, so the ``N`` values are not independent and the band is indicative. For a
+    calibrated model the LOO-PIT values are uniform (the curve stays near 0; a U shape in the
+    ECDF, i.e. a curve falling then rising, means too narrow predictives). Only meaningful
+    where :func:`loo_summary` says the PSIS-LOO is reliable.
     """
-    ll = idata.log_likelihood["obs"].stack(__sample__=("chain", "draw"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        log_weights, _ = az.psislw(-ll)
-        y_hat = idata.posterior_predictive["obs"].stack(__sample__=("chain", "draw"))
-        log_weights = log_weights.broadcast_like(y_hat).transpose(*y_hat.dims)
-        fig = Figure(figsize=(4.5, 3.4), layout="constrained")
-        ax = fig.subplots()
-        az.plot_loo_pit(idata, y="obs", log_weights=log_weights, ax=ax, legend=True)
+    pit = np.sort(compat.loo_pit(idata, "obs").reshape(-1))
+    N = pit.size
+    u = np.linspace(0, 1, 201)
+    ecdf = np.searchsorted(pit, u, side="right") / N
+    se = np.sqrt(u * (1 - u) / N)
+    fig = Figure(figsize=(4.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.fill_between(u, -2 * se, 2 * se, color="0.85", label=f"±2 s.e. of a uniform ECDF (N={N})")
+    ax.axhline(0, color="0.4", lw=1, ls=":")
+    ax.step(u, ecdf - u, where="post", color="C0", lw=1.5, label="LOO-PIT ECDF - uniform")
+    ax.set_xlim(0, 1)
     ax.set_xlabel("LOO-PIT value", fontsize=9)
+    ax.set_ylabel("ECDF difference", fontsize=9)
+    ax.legend(fontsize=8)
     ax.set_title(title or "LOO-PIT of the next states (all coordinates)", fontsize=10)
     return save(fig, path)
