@@ -191,7 +191,7 @@ def plot_loo_pit(idata, path: str | os.PathLike | None = None,
     u = np.linspace(0, 1, 201)
     ecdf = np.searchsorted(pit, u, side="right") / N
     se = np.sqrt(u * (1 - u) / N)
-    fig = Figure(figsize=(4.5, 3.4), layout="constrained")
+    fig = Figure(figsize=(5.0, 3.6), layout="constrained")
     ax = fig.subplots()
     ax.fill_between(u, -2 * se, 2 * se, color="0.85", label=f"±2 s.e. of a uniform ECDF (N={N})")
     ax.axhline(0, color="0.4", lw=1, ls=":")
@@ -199,6 +199,6 @@ def plot_loo_pit(idata, path: str | os.PathLike | None = None,
     ax.set_xlim(0, 1)
     ax.set_xlabel("LOO-PIT value", fontsize=9)
     ax.set_ylabel("ECDF difference", fontsize=9)
-    ax.legend(fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     ax.set_title(title or "LOO-PIT of the next states (all coordinates)", fontsize=10)
     return save(fig, path)
