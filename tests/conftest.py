@@ -4,7 +4,6 @@ on a GPU with ``python -m pytest -m device --device cuda``)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 def pytest_addoption(parser) -> None:
@@ -13,8 +12,12 @@ def pytest_addoption(parser) -> None:
 
 
 @pytest.fixture
-def device(request) -> torch.device:
-    """The ``--device`` of the run; CUDA tests skip where CUDA is absent."""
+def device(request):
+    """The ``--device`` of the run (a ``torch.device``); CUDA tests skip where CUDA is absent.
+    torch is imported here, not at the top, so that torch-free tests (the ArviZ 1.x line of
+    ``tests/test_arviz_versions.py`` on Python 3.12) can run with this conftest."""
+    import torch
+
     name = request.config.getoption("--device")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -7,7 +7,8 @@
 - :mod:`.conservation`: drift of quantities along trajectories;
 - :mod:`.longterm`: long-horizon rollouts of a learned Hamiltonian against the exact solution;
 - :mod:`.predictive`: coverage, calibration, log predictive density, PSIS-LOO, comparison;
-- :mod:`.arviz_data`: predictive draws as ArviZ ``InferenceData`` and netCDF files.
+- :mod:`.arviz_data`: predictive draws as ArviZ groups (``InferenceData`` with ArviZ 0.x,
+  ``DataTree`` with 1.x, through :mod:`.arviz_compat`) and netCDF files.
 """
 
 from pyro_razor.analysis.arviz_data import load_netcdf, save_netcdf, to_inference_data
