@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from pyro_razor import __version__
@@ -364,6 +365,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the commands print it: one ``pyro-razor: warning:`` line, without Python's
+    file, line number and source line (what to do is in the message itself)."""
+    print(f"pyro-razor: warning: {message}", file=file or sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit
     status (0 success, 2 user error, 130 interrupted)."""
@@ -377,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     from pyro_razor.runs import RunError
 
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _COMMANDS[args.command](args)
     except (ConfigError, RunError, FileNotFoundError, IsADirectoryError,
             distributed.DistributedError) as exc:
         # Under torchrun rank 0 reports an error every rank raised together; another rank

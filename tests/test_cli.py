@@ -178,6 +178,38 @@ def test_table_prints_every_variant(finished_run, capsys):
     assert se == pytest.approx(vanilla["standard_errors"]["neg_elbo_per_n"], rel=5e-4)
 
 
+def test_run_keeps_its_warnings_in_the_json_and_prints_each_on_one_line(tmp_path, capsys,
+                                                                      monkeypatch):
+    """A runtime warning raised while a variant trains is printed as one ``pyro-razor:
+    warning:`` line (no Python source line) and kept in that variant's metrics.json and in
+    summary.json; the other variant's JSON has none."""
+    import warnings
+
+    from pyro_razor import inference
+
+    real_train = inference.train
+
+    def warning_train(model, *args, **kwargs):
+        if model.num_quantities:
+            warnings.warn("learned: the posterior scale is capped; train longer", RuntimeWarning,
+                          stacklevel=2)
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "train", warning_train)
+    config = write_config(tmp_path / "tiny.toml")
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out), "--no-progress", "--no-figures"]) == 0
+    err = capsys.readouterr().err
+    shown = [line for line in err.splitlines() if "posterior scale is capped" in line]
+    assert shown == ["pyro-razor: warning: learned: the posterior scale is capped; train longer"]
+    assert "warning_train" not in err and "warnings.warn(" not in err
+    learned = json.loads((out / "learned" / "metrics.json").read_text())
+    assert "learned: the posterior scale is capped; train longer" in learned["warnings"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["variants"]["learned"]["warnings"] == learned["warnings"]
+    assert not any("capped" in w for w in summary["variants"]["vanilla"]["warnings"])
+
+
 def test_analyse_rewrites_figures(finished_run, capsys):
     _, out = finished_run
     (out / "figures" / "rollouts.png").unlink()

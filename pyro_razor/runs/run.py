@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 
 from pyro_razor import __version__, inference
@@ -291,6 +292,30 @@ def variant_line(variant: str, metrics: dict) -> str:
 
 def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resuming, progress,
                  say=lambda line: None):
+    """Train (or reuse), evaluate and analyse one variant: ``(metrics, artefacts)``.
+
+    The runtime warnings it raises (e.g. a posterior scale capped by the step budget) are
+    kept in ``metrics["warnings"]`` (each once, in ``metrics.json`` and ``summary.json``)
+    and raised again, so that they are shown and callers can still catch them."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metrics, art = _train_and_evaluate(config, variant, system, data, dev, run,
+                                               resuming, progress, say)
+    finally:  # shown as if never caught (the caller's filters decide), even after an error
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    texts = [str(w.message) for w in caught
+             if issubclass(w.category, RuntimeWarning | UserWarning)]
+    if distributed.is_main_process() and metrics:
+        metrics["warnings"] = list(dict.fromkeys(metrics.get("warnings", []) + texts))
+        run.write_json(variant, "metrics.json", metrics)
+    return metrics, art
+
+
+def _train_and_evaluate(config, variant, system, data: RunData, dev, run: RunDir, resuming,
+                        progress, say):
     resume, warm_start = resuming
     if distributed.is_main_process():
         run.variant(variant).mkdir(parents=True, exist_ok=True)
