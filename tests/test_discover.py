@@ -71,6 +71,12 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "chosen settings: K = 6, MLP 4-64-64-1" in printed and "verdict:" in printed
     assert "learned: evaluating (8 weight draws x 256 symmetry samples" in printed
+    # an overall estimate before training, from timed steps of both models
+    estimate = next(line for line in printed.splitlines() if line.startswith("expected time"))
+    seconds = [float(w.strip("~")) for w in estimate.replace(",", " ").split()
+               if w.startswith("~")]
+    assert len(seconds) == 3 and all(s >= 0 for s in seconds)
+    assert "then up to" in estimate and "per-quantity refits" in estimate
     assert "\nvanilla: -ELBO/N " in printed and "\nlearned: -ELBO/N " in printed
     record = json.loads((out / "discovery.json").read_text())
     assert isinstance(record["n_found"], int) and record["n_found"] == len(record["quantities"])
@@ -107,8 +113,9 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     # a second call names --resume, and --resume exists and reuses the trained models
     assert main(args) == 2 and "--resume" in one_line_error(capsys)
     assert main(args + ["--resume"]) == 0
-    assert "learned: finished earlier; its training and evaluation are reused" in (
-        capsys.readouterr().out)
+    resumed = capsys.readouterr().out
+    assert "learned: finished earlier; its training and evaluation are reused" in resumed
+    assert "expected time" not in resumed  # nothing left to train
     again = json.loads((out / "discovery.json").read_text())
     assert again["evidence"]["elbo"] == record["evidence"]["elbo"]
 

@@ -54,6 +54,7 @@ __all__ = [
     "BenchCase",
     "BenchResult",
     "bench_case",
+    "seconds_per_step",
     "format_bench",
     "reference_cases",
     "run_benchmark",
@@ -234,6 +235,17 @@ def bench_case(
         reference_s=case.reference_s,
         estimate_mb=estimate_variant_memory(config, case.variant).total / 2**20,
     )
+
+
+def seconds_per_step(config: ExperimentConfig, variants: Sequence[str], steps: int = 5,
+                     warmup: int = 2) -> dict[str, float]:
+    """Median seconds per SVI step of each variant of ``config``, from ``steps`` timed steps
+    after ``warmup`` untimed ones (:func:`bench_case`; the first steps allocate and are
+    slower): what a run's time estimate is made of. Each variant is built fresh (the param
+    store is cleared), so call it before training."""
+    return {v: bench_case(BenchCase(config.name, config, v), steps=steps,
+                          warmup=warmup).seconds_per_step
+            for v in variants}
 
 
 def run_benchmark(
