@@ -199,7 +199,11 @@ def test_run_keeps_its_warnings_in_the_json_and_prints_each_on_one_line(tmp_path
     config = write_config(tmp_path / "tiny.toml")
     out = tmp_path / "run"
     assert main(["run", str(config), "--out", str(out), "--no-progress", "--no-figures"]) == 0
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
+    err = printed.err
+    # every stage of a variant says what comes next (here: the rollouts after the metrics)
+    assert "learned: metrics in " in printed.out and "long-horizon rollouts of 8 points" in (
+        printed.out)
     shown = [line for line in err.splitlines() if "posterior scale is capped" in line]
     assert shown == ["pyro-razor: warning: learned: the posterior scale is capped; train longer"]
     assert "warning_train" not in err and "warnings.warn(" not in err

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable
 
@@ -355,7 +356,11 @@ def _train_and_evaluate(config, variant, system, data: RunData, dev, run: RunDir
         say(f"{variant}: evaluating ({ev.num_samples} weight draws x {ev.tau_samples} symmetry "
             f"samples on the training and {len(data.tests)} test set(s), then rollouts and "
             "analysis)")
+        start = time.perf_counter()
         metrics = evaluate_variant(config, model, guide, data, history)
+        rollouts = min(ev.rollout_trajectories, data.test.shape[0])
+        say(f"{variant}: metrics in {time.perf_counter() - start:.0f} s; now {rollouts} "
+            f"long-horizon rollouts of {ev.rollout_points} points and the analysis")
     art = VariantArtefacts(history=history)
     metrics.update(analyse_variant(config, variant, system, model, guide, data, run, art))
     run.write_json(variant, "metrics.json", metrics)
