@@ -125,6 +125,16 @@ def get_activation(name: str, alpha: float = 1.0) -> Activation:
     return ACTIVATIONS[name](alpha) if name == "elu" else ACTIVATIONS[name]()
 
 
+def _affine(W: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``h W^T + b`` for ``W = [W b]`` ``(P, out, in + 1)`` and ``h`` ``(P, B, in)``."""
+    return torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
+
+
+def _scalar_output(last: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The scalar output layer ``last`` ``(P, 1, H + 1)`` on ``h`` ``(P, B, H)``: ``(P, B)``."""
+    return (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
+
+
 def gradient_pass(
     weights: Sequence[torch.Tensor], z: torch.Tensor, activation: Activation
 ) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
@@ -143,7 +153,7 @@ def gradient_pass(
     """
     h, layers = z, []
     for W in weights[:-1]:
-        a = torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2))
+        a = _affine(W, h)
         h = activation.fn(a)
         layers.append([a, h])
     grad = weights[-1][:, :, :-1]  # (P, 1, H): d value / d h, broadcast over the B points
@@ -171,9 +181,8 @@ def mlp_value(
     """
     h = z
     for W in weights[:-1]:
-        h = activation.fn(torch.baddbmm(W[:, None, :, -1], h, W[:, :, :-1].transpose(1, 2)))
-    last = weights[-1]  # (P, 1, H + 1)
-    return (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
+        h = activation.fn(_affine(W, h))
+    return _scalar_output(weights[-1], h)
 
 
 def mlp_value_and_input_gradient(
@@ -191,9 +200,7 @@ def mlp_value_and_input_gradient(
         ``(value, grad)`` of shapes ``(P, B)`` and ``(P, B, in_0)``.
     """
     grad, layers = gradient_pass(weights, z, activation)
-    h = layers[-1][1] if layers else z
-    last = weights[-1]  # (P, 1, H + 1)
-    value = (h * last[:, :, :-1]).sum(-1) + last[:, :, -1]
+    value = _scalar_output(weights[-1], layers[-1][1] if layers else z)
     if grad.shape[1] != z.shape[1]:  # a linear network: the gradient is the same everywhere
         grad = grad.expand(-1, z.shape[1], -1)
     return value, grad

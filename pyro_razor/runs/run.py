@@ -309,7 +309,7 @@ def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resum
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     texts = [str(w.message) for w in caught
              if issubclass(w.category, RuntimeWarning | UserWarning)]
-    if distributed.is_main_process() and metrics:
+    if distributed.is_main_process():  # metrics.json written once, with the warnings
         metrics["warnings"] = list(dict.fromkeys(metrics.get("warnings", []) + texts))
         run.write_json(variant, "metrics.json", metrics)
     return metrics, art
@@ -317,6 +317,8 @@ def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resum
 
 def _train_and_evaluate(config, variant, system, data: RunData, dev, run: RunDir, resuming,
                         progress, say):
+    """Train (or reuse) and evaluate one variant; ``metrics`` are returned unwritten
+    (:func:`_run_variant` writes ``metrics.json`` once, with the warnings)."""
     resume, warm_start = resuming
     if distributed.is_main_process():
         run.variant(variant).mkdir(parents=True, exist_ok=True)
@@ -363,5 +365,4 @@ def _train_and_evaluate(config, variant, system, data: RunData, dev, run: RunDir
             f"long-horizon rollouts of {ev.rollout_points} points and the analysis")
     art = VariantArtefacts(history=history)
     metrics.update(analyse_variant(config, variant, system, model, guide, data, run, art))
-    run.write_json(variant, "metrics.json", metrics)
     return metrics, art
