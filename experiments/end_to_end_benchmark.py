@@ -1,7 +1,7 @@
 """Where a user's wait goes: ``pyro-razor discover`` and ``pyro-razor run`` end to end, by stage.
 
     python experiments/end_to_end_benchmark.py discover FILE [--epochs N] [--confirm-epochs N]
-    python experiments/end_to_end_benchmark.py run CONFIG [--epochs N]
+    python experiments/end_to_end_benchmark.py run CONFIG [--epochs N] [--jobs N]
 
 runs the command's own function (:func:`~pyro_razor.runs.discover.run_discovery` or
 :func:`~pyro_razor.runs.run_experiment`) in a fresh directory, stamps every line it reports
@@ -78,12 +78,24 @@ def time_discover(path: str, epochs: int | None, confirm_epochs: int | None, out
     return rows, total, {"verdict": found.verdict, "settings": record.get("settings")}
 
 
-def time_run(config_path: str, epochs: int | None, out: Path):
+def parallel_stages(lines: list[tuple[float, str]], jobs: int, end: float):
+    """``(stage, seconds)`` of a run whose variants ran in ``jobs`` worker processes: their
+    lines arrive as each variant finishes, so only the span until the last one is a stage."""
+    done = max(stamp for stamp, line in lines if "-ELBO/N" in line)
+    return [(f"variants in {jobs} processes (training, evaluation, analysis)", done),
+            ("figures", end - done)]
+
+
+def time_run(config_path: str, epochs: int | None, out: Path, jobs: int = 1):
     config = load_experiment(config_path)
     report = StampedLines()
-    run_experiment(config, out, epochs=epochs, progress=False, overwrite=True, report=report)
+    summary = run_experiment(config, out, epochs=epochs, progress=False, overwrite=True,
+                             report=report, jobs=jobs)
     total = time.perf_counter() - report.start
-    return stages(report.lines, config.variants, total), total, {}
+    if jobs == 1:
+        return stages(report.lines, config.variants, total), total, {}
+    training = {v: round(m["wall_time_s"], 1) for v, m in summary["variants"].items()}
+    return parallel_stages(report.lines, jobs, total), total, {"training s": training}
 
 
 def main(argv=None) -> int:
@@ -93,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--confirm-epochs", type=int, default=None)
     parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
+    parser.add_argument("--jobs", type=int, default=1, help="run: variants side by side")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp) / "run"
@@ -100,7 +113,7 @@ def main(argv=None) -> int:
             rows, total, extra = time_discover(args.target, args.epochs, args.confirm_epochs,
                                                out)
         else:
-            rows, total, extra = time_run(args.target, args.epochs, out)
+            rows, total, extra = time_run(args.target, args.epochs, out, args.jobs)
     print(table(rows, total, f"{args.command} {args.target}"))
     for key, value in extra.items():
         print(f"\n{key}: {value}")

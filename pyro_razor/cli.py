@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="replace an existing run in the output directory")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                     help="train and evaluate up to N variants side by side in worker "
+                     "processes, the cores shared among them (default 1: one after another; "
+                     "2 suits the quick configs on a 2-core machine)")
     run.add_argument("--no-figures", action="store_true",
                      help="skip the figures (`pyro-razor analyse DIR` draws them later)")
 
@@ -282,7 +286,7 @@ def _cmd_run(args) -> int:
     run_experiment(
         resolved, out, resume=args.resume, progress=not args.no_progress,
         overwrite=args.overwrite, figures=not args.no_figures, warm_start=args.warm_start,
-        report=(lambda line: print(line, flush=True)) if main_rank else None,
+        report=(lambda line: print(line, flush=True)) if main_rank else None, jobs=args.jobs,
     )
     if main_rank:
         print(format_table([out]), end="")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -70,23 +71,58 @@ class Activation:
         return g * self.second_derivative(a, h)
 
 
+# The activations' pieces are module-level functions (bound with functools.partial), so that
+# an Activation, and every network or Hamiltonian holding one, pickles: a run's variants can
+# train in worker processes and send their results back (pyro_razor.runs.parallel).
+
+
+def _elu_fn(a, alpha):
+    return F.elu(a, alpha=alpha)
+
+
+def _elu_derivative(a, h, alpha):
+    return torch.where(a > 0, 1.0, h + alpha)
+
+
+def _elu_second(a, h, alpha):
+    return torch.where(a > 0, 0.0, h + alpha)
+
+
+def _elu_times_derivative(g, a, h, alpha):
+    return torch.ops.aten.elu_backward(g, alpha, 1.0, 1.0, True, h)
+
+
+def _elu_times_second(g, a, h, alpha):
+    # alpha e^a = h + alpha on a <= 0, 0 on a > 0: elu's slope minus the relu mask
+    return (torch.ops.aten.elu_backward(g, alpha, 1.0, 1.0, True, h)
+            - torch.ops.aten.threshold_backward(g, h, 0.0))
+
+
 def _elu(alpha: float) -> Activation:
     return Activation(
         f"elu({alpha:g})",
-        lambda a: F.elu(a, alpha=alpha),
-        lambda a, h: torch.where(a > 0, 1.0, h + alpha),
-        lambda a, h: torch.where(a > 0, 0.0, h + alpha),
-        lambda g, a, h: torch.ops.aten.elu_backward(g, alpha, 1.0, 1.0, True, h),
-        # alpha e^a = h + alpha on a <= 0, 0 on a > 0: elu's slope minus the relu mask
-        lambda g, a, h: torch.ops.aten.elu_backward(g, alpha, 1.0, 1.0, True, h)
-        - torch.ops.aten.threshold_backward(g, h, 0.0),
+        partial(_elu_fn, alpha=alpha),
+        partial(_elu_derivative, alpha=alpha),
+        partial(_elu_second, alpha=alpha),
+        partial(_elu_times_derivative, alpha=alpha),
+        partial(_elu_times_second, alpha=alpha),
     )
+
+
+def _tanh_derivative(a, h):
+    return 1.0 - h * h
+
+
+def _tanh_second(a, h):
+    return -2.0 * h * (1.0 - h * h)
 
 
 def _tanh() -> Activation:
-    return Activation(
-        "tanh", torch.tanh, lambda a, h: 1.0 - h * h, lambda a, h: -2.0 * h * (1.0 - h * h)
-    )
+    return Activation("tanh", torch.tanh, _tanh_derivative, _tanh_second)
+
+
+def _softplus_derivative(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(a)
 
 
 def _softplus_second(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -95,19 +131,21 @@ def _softplus_second(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 def _softplus() -> Activation:
-    return Activation("softplus", F.softplus, lambda a, h: torch.sigmoid(a), _softplus_second)
+    return Activation("softplus", F.softplus, _softplus_derivative, _softplus_second)
+
+
+def _silu_derivative(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(a)
+    return s * (1.0 + a * (1.0 - s))
+
+
+def _silu_second(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(a)
+    return s * (1.0 - s) * (2.0 + a * (1.0 - 2.0 * s))
 
 
 def _silu() -> Activation:
-    def derivative(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(a)
-        return s * (1.0 + a * (1.0 - s))
-
-    def second(a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(a)
-        return s * (1.0 - s) * (2.0 + a * (1.0 - 2.0 * s))
-
-    return Activation("silu", F.silu, derivative, second)
+    return Activation("silu", F.silu, _silu_derivative, _silu_second)
 
 
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {

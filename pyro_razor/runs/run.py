@@ -43,9 +43,10 @@ from pyro_razor.runs.data import RunData
 from pyro_razor.runs.device import resolve_device
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.figures import make_figures
+from pyro_razor.runs.parallel import default_threads, run_in_processes
 from pyro_razor.runs.results import VariantArtefacts, analyse_variant, evaluate_variant
 from pyro_razor.runs.rundir import RunDir
-from pyro_razor.runs.variants import check_memory, fresh_variant
+from pyro_razor.runs.variants import check_memory, estimate_variant_memory, fresh_variant
 
 __all__ = ["resolve_config", "run_experiment"]
 
@@ -145,14 +146,14 @@ def _check_resumable(run: RunDir, config: ExperimentConfig) -> None:
         run.read_metrics(variant)
 
 
-def _check_before_work(run: RunDir, config, dev, resume, overwrite, warm_start) -> str:
+def _check_before_work(run: RunDir, config, dev, resume, overwrite, warm_start, jobs) -> str:
     """Every check of :func:`run_experiment` that needs no work: output path, saved config,
     the files a resume reads, memory. Returns the memory estimate as one line."""
     _check_out_path(run)
     _check_out_dir(run, config, resume, overwrite, warm_start)
     if resume:
         _check_resumable(run, config)
-    return check_memory(config, dev)
+    return check_memory(config, dev, jobs=jobs)
 
 
 def _diverged(exc: TrainingDiverged, config: ExperimentConfig, variant: str, run: RunDir) -> str:
@@ -188,6 +189,7 @@ def run_experiment(
     figures: bool = True,
     warm_start: bool = False,
     report: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Train, evaluate and analyse every variant of ``config``; write ``out_dir``.
 
@@ -212,6 +214,9 @@ def run_experiment(
             history with a fresh optimiser (:func:`pyro_razor.inference.train`), e.g. after a
             divergence with lower learning rates. Data, model, guide and evaluation must match.
         report: called once with a one-line memory estimate before any work (e.g. ``print``).
+        jobs: variants trained, evaluated and analysed side by side in this many worker
+            processes (:mod:`pyro_razor.runs.parallel`; the cores are shared among them);
+            their lines are reported as each finishes. 1: one after another, here.
 
     Under ``torchrun`` (after :func:`pyro_razor.inference.distributed.init_from_env`) every
     rank runs the checks and trains every variant on its share of each minibatch; rank 0 alone
@@ -230,11 +235,16 @@ def run_experiment(
     config = resolve_config(config, device=device, seed=seed, epochs=epochs)
     if warm_start and not resume:
         raise RunError("--warm-start continues a run: pass it together with --resume")
+    if jobs < 1:
+        raise RunError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and distributed.world_size() > 1:
+        raise RunError("--jobs runs variants in worker processes; under torchrun use --jobs 1")
+    jobs = min(jobs, len(config.variants))
     dev = resolve_device(config.device)
     run = RunDir(out_dir)
     # Under torchrun every rank checks before rank 0, the only writer, writes anything.
     memory_line = distributed.on_every_rank(
-        lambda: _check_before_work(run, config, dev, resume, overwrite, warm_start))
+        lambda: _check_before_work(run, config, dev, resume, overwrite, warm_start, jobs))
     main = distributed.is_main_process()
     if report is not None and main:
         report(memory_line)
@@ -257,19 +267,56 @@ def run_experiment(
         "pyro_razor_version": __version__,
         "variants": {},
     }
-    artefacts: dict[str, VariantArtefacts] = {}
-    for variant in config.variants:
-        say = report if (report is not None and main) else (lambda line: None)
-        metrics, art = _run_variant(config, variant, system, data, dev, run,
-                                    (resume, warm_start), progress, say)
-        summary["variants"][variant] = metrics
-        artefacts[variant] = art
-        if main:
-            run.write_summary(summary)
-            say(variant_line(variant, metrics))
+    say = report if (report is not None and main) else (lambda line: None)
+    if jobs > 1:
+        artefacts = _run_variants_in_processes(config, run, (resume, warm_start), jobs,
+                                               summary, say)
+    else:
+        artefacts = {}
+        for variant in config.variants:
+            metrics, art = _run_variant(config, variant, system, data, dev, run,
+                                        (resume, warm_start), progress, say)
+            summary["variants"][variant] = metrics
+            artefacts[variant] = art
+            if main:
+                run.write_summary(summary)
+                say(variant_line(variant, metrics))
     if figures and main:
         make_figures(run, config, system, data, artefacts)
     return summary
+
+
+def _variant_task(config, variant, out_dir, resuming):
+    """One variant in a worker process (:func:`_run_variant` on freshly loaded data):
+    ``(metrics, artefacts, lines)``."""
+    dev = resolve_device(config.device)
+    data = RunData.load(config.data, dev, config.torch_dtype)
+    lines: list[str] = []
+    metrics, art = _run_variant(config, variant, data.system, data, dev, RunDir(out_dir),
+                                resuming, False, lines.append)
+    return metrics, art, lines
+
+
+def _run_variants_in_processes(config, run: RunDir, resuming, jobs, summary, say) -> dict:
+    """Every variant in ``jobs`` worker processes, the costliest first (by the activation
+    memory of one step, which grows with the rows an SVI step pushes through the network);
+    fills ``summary`` in the config's order and returns the artefacts."""
+    order = sorted(config.variants,
+                   key=lambda v: -estimate_variant_memory(config, v).activations)
+    threads = default_threads(jobs)
+    say(f"{', '.join(order)}: in {jobs} worker processes, {threads} torch thread(s) each; "
+        "each variant's lines come when it finishes")
+    tasks = [(config, v, str(run.root), resuming) for v in order]
+    results = {}
+    for i, (metrics, art, lines) in run_in_processes(_variant_task, tasks, jobs, threads):
+        variant = order[i]
+        results[variant] = metrics, art
+        for line in lines:
+            say(line)
+        summary["variants"] = {v: results[v][0] for v in config.variants if v in results}
+        run.write_summary(summary)
+        say(variant_line(variant, metrics))
+    return {v: results[v][1] for v in config.variants}
 
 
 def _se(metrics: dict, key: str) -> str:

@@ -20,6 +20,7 @@ from pyro_razor.inference.memory import (
     MemoryEstimate,
     available_memory,
     estimate_memory,
+    format_bytes,
     format_memory,
 )
 from pyro_razor.models import NoetherRazorModel
@@ -147,11 +148,13 @@ def estimate_variant_memory(config: ExperimentConfig, variant: str) -> MemoryEst
 
 
 def check_memory(
-    config: ExperimentConfig, device: torch.device | str, variants: Sequence[str] | None = None
+    config: ExperimentConfig, device: torch.device | str, variants: Sequence[str] | None = None,
+    jobs: int = 1,
 ) -> str:
     """Refuse a config whose training cannot fit the memory available on ``device``
     (:func:`~pyro_razor.inference.memory.available_memory`): the largest estimate of its
-    ``variants`` (default all), trained one after another, must fit.
+    ``variants`` (default all), trained one after another, must fit; with ``jobs`` variants
+    trained side by side (``run --jobs``), the sum of the ``jobs`` largest.
 
     Returns:
         The estimate as one line, e.g. ``"name: memory estimate 1.2 GiB (...); 60 GiB
@@ -160,16 +163,26 @@ def check_memory(
     Raises:
         RunError: it does not fit; the message names the settings to lower.
     """
-    estimate = max((estimate_variant_memory(config, v) for v in variants or config.variants),
-                   key=lambda e: e.total)
-    available = available_memory(device)
+    estimates = sorted((estimate_variant_memory(config, v) for v in variants or config.variants),
+                       key=lambda e: -e.total)
+    estimate, available = estimates[0], available_memory(device)
+    together = sum(e.total for e in estimates[:jobs])
+    if available is not None and together > available and jobs > 1:
+        raise RunError(
+            f"experiment {config.name!r} does not fit in memory with {jobs} variants at once: "
+            f"{format_bytes(together)} needed, {format_bytes(available)} available on "
+            f"{device}; use fewer --jobs"
+        )
     if available is not None and estimate.total > available:
         raise RunError(
             f"experiment {config.name!r} does not fit in memory: "
             f"{format_memory(estimate, available)} on {device}; "
             f"{_memory_hint(config, estimate, available)}"
         )
-    return f"{config.name}: {format_memory(estimate, available)}"
+    line = f"{config.name}: {format_memory(estimate, available)}"
+    if jobs > 1:
+        line += f"; {format_bytes(together)} for {jobs} variants at once"
+    return line
 
 
 def _memory_hint(config: ExperimentConfig, estimate: MemoryEstimate, available: int) -> str:
