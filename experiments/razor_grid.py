@@ -8,7 +8,9 @@ and every noise level (std relative to each coordinate's spread), writes 30 traj
 points at dt 0.3 (seed 0; the regime "n11" of the direct benchmark), runs ``pyro-razor
 discover`` on it (:func:`~pyro_razor.runs.discover.run_discovery`, defaults) and appends one
 JSON line per file: the truth, the direct estimate's outcome (``"2"``, ``"2+1"`` or
-``"[0,2]"``), the razor's count and algebra, how many of the quantities the per-quantity
+``"[0,2]"``), the razor's count, its outcome written the same way (the direct estimate's tests
+run on the razor's learned span, :mod:`pyro_razor.discovery.span_test`; rows from before that
+test have the count alone) and algebra, how many of the quantities the per-quantity
 evidence tested it supports, the principal angles between the two answers' spans and the wall
 time. Runs are appended as they finish, so an interrupted grid keeps its rows; ``--table``
 prints the results file as a markdown table. Noise-major order: each noise level is complete
@@ -42,6 +44,15 @@ def direct_outcome(record: dict) -> str:
     return f"[{lo_hi[0]},{lo_hi[1]}]"
 
 
+def razor_outcome(found) -> str:
+    """The razor's calibrated verdict on its learned span (``discover_quantities``' span
+    test), written as :func:`direct_outcome` writes the direct one; ``"0"`` when the ELBO
+    prefers the vanilla HNN or no learned direction moves the data."""
+    test = found.evidence.get("span_test")
+    gain = found.evidence["elbo"]["learned_minus_vanilla_nats"]
+    return "0" if test is None or gain >= 0 else direct_outcome(test)
+
+
 def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
     """Write the file of ``name`` at ``noise`` and run ``discover`` on it: one result row."""
     x, truth = data(name, B=30, n=11, dt=0.3, noise=noise, seed=0)
@@ -54,7 +65,8 @@ def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
     return {
         "system": name, "truth": truth, "noise": noise,
         "direct": direct_outcome(found.evidence["direct"]["evidence"]["direct"]),
-        "razor": found.n_found, "algebra": found.algebra["name"],
+        "razor": found.n_found, "razor_outcome": razor_outcome(found),
+        "algebra": found.algebra["name"],
         "tested": len(per_quantity),
         "supported": sum(q["decision"] == "supports" for q in per_quantity),
         "angles_deg": found.evidence["agreement"].get("angles_deg"),
@@ -72,7 +84,8 @@ def table(path: Path) -> str:
         angles = r["angles_deg"] or []
         largest = f"{max(angles):.1f}" if angles else "—"
         lines.append(f"| {r['system']} | {r['truth']} | {r['noise']:g} | {r['direct']} | "
-                     f"{r['razor']} ({r['algebra']}) | {r['supported']} of {r['tested']} | "
+                     f"{r.get('razor_outcome', r['razor'])} ({r['algebra']}) | "
+                     f"{r['supported']} of {r['tested']} | "
                      f"{largest} | {r['wall_s']:.0f} |")
     return "\n".join(lines)
 

@@ -20,19 +20,31 @@ def test_direct_outcome_reads_the_estimates_three_states(grid):
                                 "range": [1, 3]}) == "[1,3]"
 
 
+def test_razor_outcome_reads_the_span_test_and_the_elbo(grid):
+    class Found:
+        def __init__(self, test, gain):
+            self.evidence = {"span_test": test, "elbo": {"learned_minus_vanilla_nats": gain}}
+
+    test = {"status": "undetermined", "count": None, "range": [0, 2]}
+    assert grid.razor_outcome(Found(test, -40.0)) == "[0,2]"
+    assert grid.razor_outcome(Found(test, 3.0)) == "0"  # the ELBO prefers vanilla
+    assert grid.razor_outcome(Found(None, -40.0)) == "0"  # nothing moved the data
+
+
 def test_table_orders_rows_and_reports_each_column(grid, tmp_path):
     rows = [
         {"system": "pendulum", "truth": 0, "noise": 0.0, "direct": "0", "razor": 0,
          "algebra": "none", "tested": 1, "supported": 0, "angles_deg": [], "warnings": 0,
          "wall_s": 52.3},
-        {"system": "sho", "truth": 1, "noise": 0.01, "direct": "1", "razor": 1,
-         "algebra": "u(1)", "tested": 1, "supported": 1, "angles_deg": [0.4], "warnings": 0,
+        {"system": "sho", "truth": 1, "noise": 0.01, "direct": "1", "razor": 0,
+         "razor_outcome": "[0,1]", "algebra": "u(1)", "tested": 1, "supported": 1,
+         "angles_deg": [0.4], "warnings": 0,
          "wall_s": 40.0},
     ]
     path = tmp_path / "grid.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = grid.table(path).splitlines()
-    assert lines[2] == "| sho | 1 | 0.01 | 1 | 1 (u(1)) | 1 of 1 | 0.4 | 40 |"
+    assert lines[2] == "| sho | 1 | 0.01 | 1 | [0,1] (u(1)) | 1 of 1 | 0.4 | 40 |"
     assert lines[3] == "| pendulum | 0 | 0 | 0 | 0 (none) | 0 of 1 | — | 52 |"
     with pytest.raises(SystemExit, match="no results file"):
         grid.table(tmp_path / "missing.jsonl")
@@ -44,4 +56,6 @@ def test_one_run_answers_the_oscillator(grid, tmp_path):
     finds its one law and the row carries every column."""
     row = grid.one_run("sho", 0.0, tmp_path, epochs=20)
     assert row["truth"] == 1 and row["direct"] == "1"
-    assert set(row) >= {"razor", "algebra", "tested", "supported", "angles_deg", "wall_s"}
+    assert row["razor_outcome"] in {"0", "1"}
+    assert set(row) >= {"razor", "razor_outcome", "algebra", "tested", "supported",
+                        "angles_deg", "wall_s"}

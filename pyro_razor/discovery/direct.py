@@ -68,7 +68,14 @@ from pyro_razor.discovery.scatter import Scatter, scatter_matrices
 from pyro_razor.discovery.trajectories import as_trajectory_list
 from pyro_razor.systems.units import PhaseSpaceScaling, fit_scaling
 
-__all__ = ["DirectEstimate", "direct_estimate"]
+__all__ = [
+    "DirectEstimate",
+    "conservation_tests",
+    "direct_estimate",
+    "noise_in_scaled_units",
+    "reported_directions",
+    "verdict_of",
+]
 
 F64 = torch.float64
 SIGMA_FLOOR = 1e-8  # standardised units: integrator and rounding errors; keeps N definite
@@ -231,7 +238,9 @@ def _exact_count(U: int, thresholds, potentials: np.ndarray, noise: NoiseEstimat
     return U if passing.all() else int(np.argmin(passing))
 
 
-def _verdict(D: int, U: int, exact: int, L: int) -> tuple[str, int | None, tuple[int, int]]:
+def verdict_of(D: int, U: int, exact: int, L: int) -> tuple[str, int | None, tuple[int, int]]:
+    """``(status, count, (low, high))`` from the counts of :func:`conservation_tests` (the
+    module docstring's verdict)."""
     if D == 0 and L >= U:
         if exact == U and L == U:
             return "determined", U, (U, U)
@@ -239,8 +248,8 @@ def _verdict(D: int, U: int, exact: int, L: int) -> tuple[str, int | None, tuple
     return "undetermined", None, (min(L, exact), U + D)
 
 
-def _noise(noise, trajectories, scaling: PhaseSpaceScaling, M: int,
-           alpha: float) -> NoiseEstimate:
+def noise_in_scaled_units(noise, trajectories, scaling: PhaseSpaceScaling, M: int,
+                          alpha: float) -> NoiseEstimate:
     """The noise in standardised units: estimated, or the user's (in their units) rescaled."""
     if noise is None:
         return estimate_noise(trajectories, alpha)
@@ -249,7 +258,8 @@ def _noise(noise, trajectories, scaling: PhaseSpaceScaling, M: int,
     return NoiseEstimate(low=given.low / s, high=given.high / s, order=0, given=True)
 
 
-def _reported(status: str, count, span, C: np.ndarray, constant: np.ndarray, U: int):
+def reported_directions(status: str, count, span, C: np.ndarray, constant: np.ndarray,
+                        U: int):
     """The reported directions ``(F, r)`` and their kinds, most conserved first."""
     if status != "undetermined":
         return C[:, :span[1]], ["conserved"] * count + ["approximate"] * (span[1] - count)
@@ -313,16 +323,16 @@ def direct_estimate(
     xs = as_trajectory_list(trajectories, "direct_estimate")
     scaling = fit_scaling(torch.cat(xs))
     zs = [scaling.to_scaled(x) for x in xs]
-    noise_used = _noise(noise, zs, scaling, xs[0].shape[-1], alpha)
+    noise_used = noise_in_scaled_units(noise, zs, scaling, xs[0].shape[-1], alpha)
     if features is None:
         features, dropped = MonomialFeatures(xs[0].shape[-1], degree), []
     else:
         features = ConditionedFeatures(features, scaling, torch.cat(zs))
         dropped, degree = features.warnings, None
     s = scatter_matrices(zs, features)
-    tests = _tests(s, noise_used, alpha, tolerance)
-    status, count, span = _verdict(*(tests["counts"][k] for k in ("D", "U", "exact", "L")))
-    reported, kinds = _reported(status, count, span, tests["C"], tests["constant"],
+    tests = conservation_tests(s, noise_used, alpha, tolerance)
+    status, count, span = verdict_of(*(tests["counts"][k] for k in ("D", "U", "exact", "L")))
+    reported, kinds = reported_directions(status, count, span, tests["C"], tests["constant"],
                                 tests["counts"]["U"])
     settings = {"alpha": alpha, "tolerance": tolerance, "degree": degree,
                 "noise_source": "given" if noise_used.given else "estimated",
@@ -339,8 +349,17 @@ def direct_estimate(
     return out
 
 
-def _tests(s: Scatter, noise: NoiseEstimate, alpha: float, tolerance: float) -> dict:
-    """The three tests of the module docstring on one :class:`Scatter`."""
+def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
+                       tolerance: float) -> dict:
+    """The three tests of the module docstring on one :class:`Scatter` (of any feature
+    library: :mod:`~pyro_razor.discovery.span_test` runs them on a razor's learned span).
+
+    Returns:
+        ``counts`` (``D``, ``U``, ``L``, ``exact``), ``C`` ``(F, F')`` the eigen-directions
+        (most conserved first) and ``constant`` ``(F, D)`` the constant ones in the feature
+        basis, ``ratios``, ``thresholds``, ``drifts`` per direction, ``nu``, ``m`` and the
+        full scatter ``matrices``.
+    """
     lo, hi = noise.low.clamp_min(SIGMA_FLOOR), noise.high.clamp_min(SIGMA_FLOOR)
     D, constant, Q = _constant_directions(s, hi, alpha)
     full = {"within": s.within, "noise_scatter": s.noise(hi), "potential": s.potential(hi)}

@@ -7,12 +7,14 @@ trajectories, :func:`discover_quantities` decides, from evidence only:
    training points by more than ``min_displacement`` of their spread
    (:func:`~pyro_razor.analysis.direction_displacements`): a direction that moves nothing
    symmetrises nothing, whatever its singular value.
-2. **Conserved directions** — within the candidates' span, :func:`conserved_subspace` finds the
-   combinations whose quantity ``C(x_t)`` is flattest along the observed trajectories: the
-   generalised eigenvectors of the within-trajectory against the across-trajectory covariance
-   of the candidates' values. A direction counts when its spread along trajectories is below
-   ``max_conservation`` of its spread across them; a true conserved quantity is flat along the
-   data whatever the network did, an arbitrary one is not.
+2. **Conserved directions, by a calibrated test** — within the candidates' span,
+   :func:`~pyro_razor.discovery.span_test.conservation_in_span` runs the direct estimator's
+   tests with the candidates' own quantities as the feature library: the combinations whose
+   within-trajectory scatter is within what the observation noise alone gives (Wishart
+   quantiles at level ``alpha``, noise estimated from the data or given) and whose drift is
+   below ``tolerance`` of their potential variation. The count is that test's verdict
+   (``determined``, ``approximate`` or ``undetermined`` with the range the data allow), not a
+   fixed cut-off on a spread ratio: it follows the noise level of the data.
 3. **The ELBO's verdict** — the learned model must beat the vanilla HNN on ``-ELBO/N``;
    otherwise the symmetrisation is not supported and the answer is "none found".
 
@@ -30,22 +32,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-import scipy.linalg
 import torch
 
 from pyro_razor.analysis import analyse_generators, conservation_along_data
 from pyro_razor.discovery.algebra import lie_algebra
+from pyro_razor.discovery.noise import NoiseEstimate, estimate_noise
+from pyro_razor.discovery.span_test import SpanVerdict, conservation_in_span
 from pyro_razor.discovery.writing import formulas, origin, readable_basis
 from pyro_razor.symmetry import (
     SymmetryMeasure,
     generator_matrix,
-    quadratic_value,
     quantity_from_generator,
 )
 from pyro_razor.systems.units import PhaseSpaceScaling
 
-__all__ = ["Discovery", "conserved_subspace", "data_warnings", "discover_quantities"]
+__all__ = ["Discovery", "data_warnings", "discover_quantities"]
 
 F64 = torch.float64
 NONE_FOUND = "no quadratic conserved quantity is supported by these data"
@@ -84,47 +85,6 @@ class Discovery:
                 "evidence": self.evidence, "verdict": self.verdict, "warnings": self.warnings}
 
 
-@torch.no_grad()
-def conserved_subspace(
-    generators: torch.Tensor, trajectories: torch.Tensor, ridge: float = 1e-12
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Directions of a span of generators ordered from the most to the least conserved.
-
-    With ``C_i(x)`` the quantities of the ``r`` generators, ``W`` the covariance of their values
-    along each trajectory (averaged over trajectories) and ``Q`` the covariance of their
-    per-trajectory means, the generalised eigenvectors ``W w = lambda Q w`` give combinations
-    ``sum_i w_i C_i`` whose spread along trajectories relative to across them is
-    ``sqrt(lambda)``.
-
-    Args:
-        generators: ``(r, M+1, M+1)``.
-        trajectories: ``(B, n, M)``, ``B >= 2``.
-        ridge: added to ``Q``'s diagonal (relative to its trace) so that quantities constant
-            on all the data do not make it singular.
-
-    Returns:
-        ``(directions (r, M+1, M+1), ratios (r,))``, unit Frobenius norm, ratios ascending.
-    """
-    r = generators.shape[0]
-    if r == 0:
-        return generators, generators.new_zeros(0)
-    A, b = quantity_from_generator(generators.to(F64))
-    x = trajectories.to(device=A.device, dtype=F64)
-    values = torch.stack([quadratic_value(A[i], b[i], x) for i in range(r)], dim=-1)  # (B,n,r)
-    centred = values - values.mean(dim=1, keepdim=True)
-    within = torch.einsum("bni,bnj->ij", centred, centred) / (values.shape[0] * values.shape[1])
-    means = values.mean(dim=1)
-    across = torch.cov(means.T).reshape(r, r)
-    across = across + ridge * float(torch.trace(across).clamp_min(1e-300)) * torch.eye(r, dtype=F64)
-    lam, w = scipy.linalg.eigh(within.cpu().numpy(), across.cpu().numpy())
-    order = np.argsort(lam)
-    w = torch.from_numpy(w[:, order]).to(F64)
-    directions = torch.einsum("ir,ijk->rjk", w, generators.to(F64).cpu())
-    directions = directions / directions.flatten(1).norm(dim=1)[:, None, None]
-    ratios = torch.from_numpy(np.sqrt(np.clip(lam[order], 0.0, None))).to(F64)
-    return directions.to(generators.device), ratios
-
-
 def data_warnings(num_trajectories: int, num_points: int) -> list[str]:
     """Why these data may be too few or too short to decide (empty if none)."""
     out = []
@@ -140,17 +100,20 @@ def data_warnings(num_trajectories: int, num_points: int) -> list[str]:
     return out
 
 
-def _quantity_records(A, b, trajectories, names, precision) -> list[dict]:
+def _quantity_records(A, b, trajectories, names, precision, kind: str,
+                      first: int = 0) -> list[dict]:
     """The readable basis of the span of ``(A, b)`` (:mod:`.writing`) with its conservation
-    ratios along ``trajectories (B, n, M)`` in the user's units."""
+    ratios along ``trajectories (B, n, M)`` in the user's units; labels from ``C{first+1}``,
+    each of ``kind``."""
     states = trajectories.reshape(-1, trajectories.shape[-1])
     spread = states.std(dim=0)  # typical coordinate sizes, the user's units
     mu = origin(states.mean(dim=0), spread)
     A, b, b_mu = readable_basis(A, b, mu, spread, precision)
-    written = formulas(A, b_mu, names, mu, spread, precision)
+    written = formulas(A, b_mu, names, mu, spread, precision, first=first + 1)
     ratios = conservation_along_data(generator_matrix(A, b), trajectories)
     return [
-        {"label": f"C{k + 1}", "formula": written[k], "A": A[k].tolist(), "b": b[k].tolist(),
+        {"label": f"C{first + k + 1}", "kind": kind, "formula": written[k], "A": A[k].tolist(),
+         "b": b[k].tolist(),
          "within": float(ratios["within"][k]),
          "across": float(ratios["across"][k]), "ratio": float(ratios["ratio"][k])}
         for k in range(A.shape[0])
@@ -165,8 +128,10 @@ def discover_quantities(
     names: Sequence[str],
     elbo: Mapping[str, float],
     *,
+    noise: NoiseEstimate | None = None,
+    alpha: float = 0.05,
+    tolerance: float = 0.05,
     min_displacement: float = 0.1,
-    max_conservation: float = 0.1,
     precision: int = 2,
 ) -> Discovery:
     """Decide which quadratic quantities the data conserve (see the module docstring).
@@ -178,8 +143,11 @@ def discover_quantities(
         scaling: maps the model's units to the user's.
         names: ``M`` coordinate names in the user's order (positions first).
         elbo: ``vanilla`` and ``learned`` ``-ELBO/N`` and ``n_transitions``.
+        noise: the observation noise in the model's units (``None``: estimated from
+            ``trajectories``, :func:`~pyro_razor.discovery.noise.estimate_noise`).
+        alpha, tolerance: the conservation tests' level and drift tolerance
+            (:func:`~pyro_razor.discovery.span_test.conservation_in_span`).
         min_displacement: flow displacement a candidate needs (share of the data's spread).
-        max_conservation: along/across spread ratio below which a direction is conserved.
         precision: decimals of the printed coefficients.
     """
     x = trajectories.detach().cpu().to(F64)
@@ -189,37 +157,75 @@ def discover_quantities(
     M = x.shape[-1]
     V = torch.tensor(analysis.right_singular_vectors, dtype=F64).reshape(-1, M + 1, M + 1)
     moving = [i for i, d in enumerate(analysis.displacements) if d > min_displacement]
-    directions, ratios = conserved_subspace(V[moving], x)
-    kept = directions[ratios < max_conservation]
+    noise = estimate_noise(list(x), alpha) if noise is None else noise
+    verdict = (conservation_in_span(V[moving], x, noise, alpha=alpha, tolerance=tolerance)
+               if moving else None)
     gain = (elbo["vanilla"] - elbo["learned"]) * elbo["n_transitions"]
     evidence = {
         "elbo": {"vanilla_neg_elbo_per_n": elbo["vanilla"], "learned_neg_elbo_per_n":
                  elbo["learned"], "n_transitions": elbo["n_transitions"],
                  "learned_minus_vanilla_nats": -gain, "favours": "learned" if gain > 0
                  else "vanilla"},
-        "candidates": {"displacements": [analysis.displacements[i] for i in moving],
-                       "conservation_ratios": ratios.tolist()},
+        "candidates": {"displacements": [analysis.displacements[i] for i in moving]},
+        "span_test": None if verdict is None else verdict.to_json(),
         "all_displacements": analysis.displacements,
-        "thresholds": {"min_displacement": min_displacement,
-                       "max_conservation": max_conservation, "precision": precision},
+        "thresholds": {"min_displacement": min_displacement, "alpha": alpha,
+                       "tolerance": tolerance, "precision": precision},
     }
     warnings = data_warnings(x.shape[0], x.shape[1])
-    if gain <= 0 or kept.shape[0] == 0:
-        reason = (f"the learned symmetry does not improve the ELBO ({-gain:+.1f} nats against "
-                  "the vanilla HNN)" if gain <= 0 else
-                  f"no learned direction both moves the data and is conserved along it "
-                  f"({len(moving)} moved the data)")
+    reported = [] if verdict is None else [
+        i for i, kind in enumerate(verdict.kinds) if kind in ("conserved", "approximate")]
+    if gain <= 0 or not reported:
         return Discovery([], lie_algebra(learned.new_zeros(0, M + 1, M + 1)).to_json(),
-                         evidence, f"{NONE_FOUND}: {reason}.", warnings)
-    G = scaling.generators_to_original(kept)
-    A, b = quantity_from_generator(G)
-    quantities = _quantity_records(A, b, scaling.to_original(x), list(names), precision)
-    A = torch.tensor([q["A"] for q in quantities], dtype=F64)
-    b = torch.tensor([q["b"] for q in quantities], dtype=F64)
+                         evidence, _none_found(gain, len(moving), verdict, alpha), warnings)
+    quantities = []
+    for kind in ("conserved", "approximate"):
+        rows = [i for i in reported if verdict.kinds[i] == kind]
+        if rows:
+            quantities += _quantity_records(
+                *quantity_from_generator(scaling.generators_to_original(
+                    verdict.directions[rows])), scaling.to_original(x), list(names), precision,
+                kind, first=len(quantities))
+    conserved = [q for q in quantities if q["kind"] == "conserved"]
+    G = generator_matrix(torch.tensor([q["A"] for q in conserved], dtype=F64).reshape(-1, M, M),
+                         torch.tensor([q["b"] for q in conserved], dtype=F64).reshape(-1, M))
     # The algebra does not depend on the units; identify it where the entries are O(1).
-    algebra = lie_algebra(scaling.generators_to_scaled(generator_matrix(A, b))).to_json()
-    verdict = (f"{len(quantities)} quadratic conserved quantit"
-               f"{'y' if len(quantities) == 1 else 'ies'} found (Lie algebra "
-               f"{algebra['name']}, dimension {algebra['dimension']}); the ELBO prefers the "
-               f"symmetrised model by {gain:.1f} nats over {elbo['n_transitions']} transitions.")
-    return Discovery(quantities, algebra, evidence, verdict, warnings)
+    algebra = lie_algebra(scaling.generators_to_scaled(G)).to_json()
+    return Discovery(quantities, algebra, evidence,
+                     _found_sentence(verdict, len(conserved), algebra, gain, elbo), warnings)
+
+
+def _none_found(gain: float, moved: int, verdict: SpanVerdict | None, alpha: float) -> str:
+    if gain <= 0:
+        reason = (f"the learned symmetry does not improve the ELBO ({-gain:+.1f} nats against "
+                  "the vanilla HNN)")
+    elif verdict is None:
+        reason = "no learned direction moves the data"
+    else:
+        reason = (f"no combination of the {moved} learned direction(s) that move the data "
+                  f"passes the conservation test at level {alpha:g}")
+        if verdict.status == "undetermined":
+            reason += (f" (the data allow between {verdict.range[0]} and {verdict.range[1]}: "
+                       "undetermined)")
+    return f"{NONE_FOUND}: {reason}."
+
+
+def _found_sentence(verdict: SpanVerdict, conserved: int, algebra: dict, gain: float,
+                    elbo: Mapping[str, float]) -> str:
+    """One sentence: the calibrated count on the learned span, its algebra and the ELBO."""
+    plural = "y" if conserved == 1 else "ies"
+    if verdict.status == "determined":
+        head = f"{conserved} quadratic conserved quantit{plural} found"
+    elif verdict.status == "approximate":
+        extra = verdict.range[1] - conserved
+        head = (f"{conserved} quadratic conserved quantit{plural} and {extra} approximately "
+                f"conserved (drift below {verdict.tolerance:.0%}, not shown to be within the "
+                "noise) found")
+    else:
+        head = (f"undetermined: the learned span holds between {verdict.range[0]} and "
+                f"{verdict.range[1]} conserved quantities; the {conserved} certain one(s) are "
+                "given")
+    return (f"{head} (Lie algebra {algebra['name']}, dimension {algebra['dimension']}; "
+            f"conservation tested at level {verdict.alpha:g} within the learned span); the "
+            f"ELBO prefers the symmetrised model by {gain:.1f} nats over "
+            f"{elbo['n_transitions']} transitions.")

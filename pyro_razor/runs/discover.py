@@ -51,7 +51,7 @@ from pyro_razor.atomic import write_json, write_text
 from pyro_razor.discovery.agreement import span_agreement
 from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
-from pyro_razor.discovery.direct import direct_estimate
+from pyro_razor.discovery.direct import direct_estimate, noise_in_scaled_units
 from pyro_razor.discovery.general import general_discovery
 from pyro_razor.discovery.laws import direct_discovery
 from pyro_razor.discovery.libraries import parse_feature_spec
@@ -264,11 +264,12 @@ def run_discovery(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         found, record, data = _razor_stage(config, out, progress, overwrite, resume, say,
-                                           confirm_epochs)
+                                           confirm_epochs, (alpha, noise, tolerance))
     found.warnings += discover_warnings(caught)
     found.evidence["direct"] = direct_record
     found.evidence["agreement"] = span_agreement(
-        _quadratic_span(found.quantities), _quadratic_span(
+        _quadratic_span([q for q in found.quantities if q["kind"] == "conserved"]),
+        _quadratic_span(
             [q for q in direct.quantities if q["kind"] == "conserved"]), data.scaling)
     record = {**found.to_json(), **record, "direct": direct_record, "razor": True}
     _write_answer(out, record, say)
@@ -300,16 +301,22 @@ def discover_warnings(caught) -> list[str]:
     return out
 
 
-def _razor_stage(config, out, progress, overwrite, resume, say, confirm_epochs):
-    """Train vanilla and learned, decide, weigh each quantity: (Discovery, record, data)."""
+def _razor_stage(config, out, progress, overwrite, resume, say, confirm_epochs, test):
+    """Train vanilla and learned, decide (the direct estimate's tests at ``test = (alpha,
+    noise, tolerance)`` on the learned span), weigh each quantity: (Discovery, record,
+    data)."""
     summary = run_experiment(config, out, progress=progress, overwrite=overwrite, resume=resume,
                              report=say)
     _, data, model, guide = load_variant(out, "learned", config.device)
     elbo = {"vanilla": summary["variants"]["vanilla"]["neg_elbo_per_n"],
             "learned": summary["variants"]["learned"]["neg_elbo_per_n"],
             "n_transitions": data.n_transitions}
-    found = discover_quantities(model.generators().detach(), data.train, model.measure,
-                                data.scaling, data.names, elbo)
+    alpha, noise, tolerance = test
+    train = data.train.to(torch.float64)
+    noise = noise_in_scaled_units(noise, list(train), data.scaling, train.shape[-1], alpha)
+    found = discover_quantities(model.generators().detach(), train, model.measure,
+                                data.scaling, data.names, elbo, noise=noise, alpha=alpha,
+                                tolerance=tolerance)
     found.evidence["per_quantity"] = per_quantity_evidence(config, data, model, guide,
                                                           confirm_epochs)
     return found, {"names": list(data.names), "data": config.data.source,

@@ -66,6 +66,20 @@ def _agreement_lines(agreement: dict | None) -> list[str]:
             f"{angles} (0° = the same span; formulas differ by a change of basis only)"]
 
 
+def _span_test_lines(test: dict | None, moved: int) -> list[str]:
+    """The calibrated count on the razor's learned span
+    (:mod:`~pyro_razor.discovery.span_test`)."""
+    if test is None:
+        return []
+    answer = (f"{test['count']}" if test["status"] == "determined" else
+              f"{test['count']} conserved, up to {test['range'][1]} within the drift tolerance"
+              if test["status"] == "approximate" else
+              f"undetermined, between {test['range'][0]} and {test['range'][1]}")
+    return [f"razor span test (the direct estimate's tests at level {test['alpha']:g}, drift "
+            f"tolerance {test['tolerance']:.0%}, on the {moved} learned direction(s) that move "
+            f"the data): {answer}"]
+
+
 def _per_quantity_lines(evidence: dict | None) -> list[str]:
     if not evidence or not evidence["quantities"]:
         return []
@@ -94,12 +108,14 @@ def discovery_text(record: dict) -> str:
         f"{elbo['learned_minus_vanilla_nats']:+.1f} nats over {elbo['n_transitions']} "
         "transitions)")
     precision = record["evidence"]["thresholds"]["precision"]
+    lines += _span_test_lines(record["evidence"].get("span_test"),
+                              len(record["evidence"]["candidates"]["displacements"]))
     if record["n_found"]:
-        lines.append(f"{record['n_found']} conserved quantities (coefficients to "
+        lines.append(f"{record['n_found']} quantities in the learned span (coefficients to "
                      f"{_decimals(precision)}, relative to the largest term):")
         for q in record["quantities"]:
-            lines.append(f"  {q['formula']}    (spread along / across trajectories "
-                         f"{q['ratio']:.2g})")
+            lines.append(f"  [{q.get('kind', 'conserved')}] {q['formula']}    (spread along / "
+                         f"across trajectories {q['ratio']:.2g})")
         a = record["algebra"]
         lines.append(f"Lie algebra: {a['name']}, dimension {a['dimension']}, closure error "
                      f"{a['closure_error']:.2g}")
