@@ -2,6 +2,7 @@
 
     python experiments/razor_grid.py [--systems sho,detuned,...] [--noise 0,0.01,0.03,0.1]
         [--out runs/razor_grid] [--results experiments/razor_grid.jsonl] [--epochs N]
+        [--table | --redecide]
 
 For every system of :data:`direct_benchmark.SYSTEMS` named (default: those with ``M <= 4``)
 and every noise level (std relative to each coordinate's spread), writes 30 trajectories of 11
@@ -28,7 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from direct_benchmark import SYSTEMS, data  # noqa: E402
 
-from pyro_razor.runs.discover import run_discovery  # noqa: E402
+from pyro_razor.atomic import write_text  # noqa: E402
+from pyro_razor.runs.discover import razor_decision, run_discovery  # noqa: E402
 from pyro_razor.systems.files import write_trajectories  # noqa: E402
 
 DEFAULT_SYSTEMS = [name for name, (system, _) in SYSTEMS.items() if system.phase_dim <= 4]
@@ -74,6 +76,19 @@ def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
     }
 
 
+def redecide(path: Path, out: Path) -> list[dict]:
+    """Decide every row of the results file ``path`` again from its trained run directory
+    under ``out`` with the current test (:func:`~pyro_razor.runs.discover.razor_decision`, no
+    training); the razor's count, outcome and algebra are replaced, the file rewritten."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        found = razor_decision(out / f"{row['system']}_noise{row['noise']:g}")[0]
+        row.update(razor=found.n_found, razor_outcome=razor_outcome(found),
+                   algebra=found.algebra["name"])
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return rows
+
+
 def table(path: Path) -> str:
     if not path.is_file():
         raise SystemExit(f"razor_grid: no results file {path}; run the grid first")
@@ -98,9 +113,14 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default="experiments/razor_grid.jsonl")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--table", action="store_true", help="print the results file and stop")
+    parser.add_argument("--redecide", action="store_true",
+                        help="decide the results file's rows again from their run directories "
+                        "under --out with the current test (no training), then print the table")
     args = parser.parse_args(argv)
     results = Path(args.results)
-    if args.table:
+    if args.redecide:
+        redecide(results, Path(args.out))
+    if args.table or args.redecide:
         print(table(results))
         return 0
     unknown = [s for s in args.systems.split(",") if s not in SYSTEMS]

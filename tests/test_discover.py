@@ -112,6 +112,12 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     if conserved:
         assert all(0.0 <= a <= 90.0 for a in agreement["angles_deg"])
         assert "razor vs direct estimate: the razor's" in text
+    # the decision is reproduced from the run directory alone (no training), and follows alpha
+    from pyro_razor.runs.discover import razor_decision
+
+    again = razor_decision(out)[0]
+    assert again.verdict == record["verdict"] and again.n_found == record["n_found"]
+    assert razor_decision(out, alpha=0.01)[0].evidence["span_test"]["alpha"] == 0.01
     # every warning is in the JSON and the printed answer, in discover's options
     for w in record["warnings"]:
         assert f"warning: {w}" in text and "[guide]" not in w and "[train]" not in w

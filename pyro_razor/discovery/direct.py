@@ -213,9 +213,11 @@ def _constant_directions(s: Scatter, sigma: torch.Tensor, alpha: float):
     return D + int(flat.sum()), np.concatenate([R[:, flat], V[:, :D]], axis=1), V[:, D:]
 
 
-def _claims(W, P, N_lo, nu: float, alpha: float, tolerance: float) -> tuple[int, float]:
-    """``L``: directions with within scatter below ``tolerance^2 P + m N_lo``; and ``m``."""
-    m = min_eigenvalue_quantile(W.shape[0], max(nu, 1.0), alpha)
+def _claims(W, P, N_lo, nu: float, alpha: float, tolerance: float,
+            family: int | None = None) -> tuple[int, float]:
+    """``L``: directions with within scatter below ``tolerance^2 P + m N_lo``; and ``m``, the
+    bound simultaneous over ``family`` directions (default: the ``W.shape[0]`` tested)."""
+    m = min_eigenvalue_quantile(max(family or 0, W.shape[0]), max(nu, 1.0), alpha)
     bound = tolerance**2 * P + m * N_lo
     return int((np.linalg.eigvalsh(0.5 * (W - bound + (W - bound).T)) < 0).sum()), m
 
@@ -350,7 +352,7 @@ def direct_estimate(
 
 
 def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
-                       tolerance: float) -> dict:
+                       tolerance: float, family: int | None = None) -> dict:
     """The three tests of the module docstring on one :class:`Scatter` (of any feature
     library: :mod:`~pyro_razor.discovery.span_test` runs them on a razor's learned span).
 
@@ -359,6 +361,12 @@ def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
         (most conserved first) and ``constant`` ``(F, D)`` the constant ones in the feature
         basis, ``ratios``, ``thresholds``, ``drifts`` per direction, ``nu``, ``m`` and the
         full scatter ``matrices``.
+
+    ``family``: the number of directions the drift test's noise bound must hold for at once
+    (default: the library's own). A span chosen from a larger library by looking at the same
+    data (a razor's learned span) passes that library's size, so that the claim "every
+    direction drifting more than the tolerance is rejected with probability ``1 - alpha``"
+    covers the selection too.
     """
     lo, hi = noise.low.clamp_min(SIGMA_FLOOR), noise.high.clamp_min(SIGMA_FLOOR)
     D, constant, Q = _constant_directions(s, hi, alpha)
@@ -371,7 +379,7 @@ def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
     JC = _gradients(s, C)
     U, thresholds = _leading_count(ratios, _satterthwaite(JC, s.within_weights, hi), alpha)
     nu_lo = float(_satterthwaite(JC, s.within_weights, lo).min())
-    L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance)
+    L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance, family)
     potentials = np.einsum("fk,fg,gk->k", V, P, V)
     exact = _exact_count(U, thresholds, potentials, noise, tolerance)
     excess = np.clip(np.einsum("fk,fg,gk->k", V, W - N_lo, V), 0.0, None)

@@ -13,7 +13,10 @@ Jacobians ``grad C_i = A_i x + b_i``), their scatter matrices are those of
   Wishart quantiles, Courant-Fischer: a truly conserved sub-span passes with probability
   ``>= 1 - alpha``);
 - ``L``, the combinations the data show (drift below ``tolerance`` of their potential
-  variation beyond the noise, family-wise at ``alpha``);
+  variation beyond the noise, family-wise at ``alpha``). The span was chosen by training on
+  the same data, so the noise bound of this test is made simultaneous over every direction of
+  the whole quadratic library (``M (M + 3) / 2`` directions, not only the ``r`` of the span):
+  a selected direction is then covered like any other;
 - ``D``, combinations constant on all the data, which no data can judge.
 
 The razor's count is then the direct estimate's verdict on its span (``determined``,
@@ -124,8 +127,9 @@ def conservation_in_span(
     G = generators.detach().cpu().to(F64)
     A, b = quantity_from_generator(G)
     xs = list(trajectories.detach().cpu().to(F64))
+    M = G.shape[-1] - 1
     tests = conservation_tests(scatter_matrices(xs, QuadraticQuantities(A, b)), noise, alpha,
-                               tolerance)
+                               tolerance, family=M * (M + 3) // 2)
     counts = tests["counts"]
     status, count, span = verdict_of(counts["D"], counts["U"], counts["exact"], counts["L"])
     C, kinds = reported_directions(status, count, span, tests["C"], tests["constant"],

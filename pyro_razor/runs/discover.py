@@ -76,7 +76,7 @@ from pyro_razor.symmetry import generator_matrix
 from pyro_razor.systems import is_import_path
 
 __all__ = ["direct_stage", "discover_warnings", "discovery_config", "discovery_text",
-           "is_general", "per_quantity_evidence", "run_discovery"]
+           "is_general", "per_quantity_evidence", "razor_decision", "run_discovery"]
 
 STEPS = 400
 FULL_BATCH_TRANSITIONS = 4000
@@ -305,22 +305,36 @@ def _razor_stage(config, out, progress, overwrite, resume, say, confirm_epochs, 
     """Train vanilla and learned, decide (the direct estimate's tests at ``test = (alpha,
     noise, tolerance)`` on the learned span), weigh each quantity: (Discovery, record,
     data)."""
-    summary = run_experiment(config, out, progress=progress, overwrite=overwrite, resume=resume,
-                             report=say)
-    _, data, model, guide = load_variant(out, "learned", config.device)
+    run_experiment(config, out, progress=progress, overwrite=overwrite, resume=resume,
+                   report=say)
+    found, data, model, guide = razor_decision(out, config.device, *test)
+    found.evidence["per_quantity"] = per_quantity_evidence(config, data, model, guide,
+                                                          confirm_epochs)
+    return found, {"names": list(data.names), "data": config.data.source,
+                   "settings": _settings(config, data), "units": data.scaling.to_json()}, data
+
+
+def razor_decision(out: str | os.PathLike, device: str | None = None, alpha: float = 0.05,
+                   noise=None, tolerance: float = 0.05):
+    """The razor's answer from a trained discover run directory ``out``: the learned span
+    tested by :func:`~pyro_razor.discovery.report.discover_quantities` at ``alpha`` /
+    ``tolerance``, the noise estimated from the training data (or ``noise``, in the data's
+    units). Re-deciding a run with other test settings needs no training.
+
+    Returns:
+        ``(Discovery, data, model, guide)`` (without the per-quantity evidence).
+    """
+    summary = RunDir(out).read_summary()
+    _, data, model, guide = load_variant(out, "learned", device)
     elbo = {"vanilla": summary["variants"]["vanilla"]["neg_elbo_per_n"],
             "learned": summary["variants"]["learned"]["neg_elbo_per_n"],
             "n_transitions": data.n_transitions}
-    alpha, noise, tolerance = test
     train = data.train.to(torch.float64)
     noise = noise_in_scaled_units(noise, list(train), data.scaling, train.shape[-1], alpha)
     found = discover_quantities(model.generators().detach(), train, model.measure,
                                 data.scaling, data.names, elbo, noise=noise, alpha=alpha,
                                 tolerance=tolerance)
-    found.evidence["per_quantity"] = per_quantity_evidence(config, data, model, guide,
-                                                          confirm_epochs)
-    return found, {"names": list(data.names), "data": config.data.source,
-                   "settings": _settings(config, data), "units": data.scaling.to_json()}, data
+    return found, data, model, guide
 
 
 def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
