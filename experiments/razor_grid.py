@@ -27,9 +27,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
 from direct_benchmark import SYSTEMS, data  # noqa: E402
 
 from pyro_razor.atomic import write_text  # noqa: E402
+from pyro_razor.discovery.agreement import span_agreement  # noqa: E402
 from pyro_razor.runs.discover import razor_decision, run_discovery  # noqa: E402
 from pyro_razor.systems.files import write_trajectories  # noqa: E402
 
@@ -76,15 +78,28 @@ def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
     }
 
 
+def _span(quantities: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A (r, M, M), b (r, M))`` of quantity records."""
+    M = len(quantities[0]["b"]) if quantities else 0
+    return (torch.tensor([q["A"] for q in quantities], dtype=torch.float64).reshape(-1, M, M),
+            torch.tensor([q["b"] for q in quantities], dtype=torch.float64).reshape(-1, M))
+
+
 def redecide(path: Path, out: Path) -> list[dict]:
     """Decide every row of the results file ``path`` again from its trained run directory
     under ``out`` with the current test (:func:`~pyro_razor.runs.discover.razor_decision`, no
-    training); the razor's count, outcome and algebra are replaced, the file rewritten."""
+    training); the razor's count, outcome, algebra and its angles to the direct estimate's span
+    are replaced, the file rewritten."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for row in rows:
-        found = razor_decision(out / f"{row['system']}_noise{row['noise']:g}")[0]
+        run = out / f"{row['system']}_noise{row['noise']:g}"
+        found, data, _, _ = razor_decision(run)
+        direct = json.loads((run / "discovery.json").read_text())["direct"]["quantities"]
+        agreement = span_agreement(_span(found.quantities),
+                                   _span([q for q in direct if q["kind"] == "conserved"]),
+                                   data.scaling)
         row.update(razor=found.n_found, razor_outcome=razor_outcome(found),
-                   algebra=found.algebra["name"])
+                   algebra=found.algebra["name"], angles_deg=agreement["angles_deg"])
     write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
     return rows
 

@@ -102,14 +102,13 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert evidence["refit_epochs"] == 2 and "razor evidence per quantity" in text
     # the razor's span against the direct estimate's: one angle per shared dimension
     agreement = record["evidence"]["agreement"]
-    conserved = sum(q["kind"] == "conserved" for q in record["quantities"])
-    assert agreement["direct"] == 4 and agreement["razor"] == conserved
-    assert len(agreement["angles_deg"]) == min(4, conserved)
+    assert agreement["direct"] == 4 and agreement["razor"] == record["n_found"]
+    assert len(agreement["angles_deg"]) == min(4, record["n_found"])
     # the razor's count is the span test's verdict (the direct estimate's tests, level 0.05)
     test = record["evidence"]["span_test"]
     assert test["alpha"] == 0.05 and "razor span test (the direct estimate's tests" in text
     assert all(q["kind"] in ("conserved", "approximate") for q in record["quantities"])
-    if conserved:
+    if record["n_found"]:
         assert all(0.0 <= a <= 90.0 for a in agreement["angles_deg"])
         assert "razor vs direct estimate: the razor's" in text
     # the decision is reproduced from the run directory alone (no training), and follows alpha

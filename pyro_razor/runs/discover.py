@@ -268,8 +268,7 @@ def run_discovery(
     found.warnings += discover_warnings(caught)
     found.evidence["direct"] = direct_record
     found.evidence["agreement"] = span_agreement(
-        _quadratic_span([q for q in found.quantities if q["kind"] == "conserved"]),
-        _quadratic_span(
+        _quadratic_span(found.quantities), _quadratic_span(
             [q for q in direct.quantities if q["kind"] == "conserved"]), data.scaling)
     record = {**found.to_json(), **record, "direct": direct_record, "razor": True}
     _write_answer(out, record, say)
