@@ -102,3 +102,25 @@ def test_every_kind_and_decision_has_a_statement():
     for kind in ("conserved", "approximate", "undecided", "spare", "spare in span"):
         for decision in ("supports", "indifferent", "against"):
             assert STATEMENTS[(kind, decision)]
+
+
+def test_a_candidate_that_moves_nothing_starts_at_zero_not_at_infinity():
+    """Two masses on a spring, zero total momentum in every run: the direct estimate's
+    undecided candidates include a combination whose flow does not move the data (speed
+    ~1e-16); scaling it to unit speed overflowed the flows to NaN (a razor_grid run crashed on
+    it). It now starts at zero, the others at unit speed, and the model's first step is
+    finite."""
+    from experiment_scripts import load_experiment
+
+    bench = load_experiment("direct_benchmark.py")
+    x, _ = bench.data("spring_zero", noise=0.0)
+    from pyro_razor.systems.units import fit_scaling
+
+    z = fit_scaling(x.reshape(-1, 4)).to_scaled(x)
+    A, b, kinds = direct_start(z, 10)
+    assert torch.isfinite(A).all() and torch.isfinite(b).all()
+    speed = flow_speed(generator_matrix(A, b), z)
+    moving = speed > 1e-6
+    assert torch.allclose(speed[moving], torch.ones_like(speed[moving]), atol=1e-10)
+    assert 1 <= int((~moving[:len(kinds)]).sum()) < len(kinds)  # some candidate moves nothing
+    assert float(A[~moving].abs().max()) == 0.0 and float(b[~moving].abs().max()) == 0.0

@@ -24,7 +24,13 @@ from pyro_razor.discovery.direct import DirectEstimate, direct_estimate
 from pyro_razor.discovery.formulas import quantity_from_coefficients
 from pyro_razor.symmetry import generator_matrix
 
-__all__ = ["candidate_generators", "candidate_quantities", "direct_start", "flow_speed"]
+__all__ = [
+    "MIN_SPEED",
+    "candidate_generators",
+    "candidate_quantities",
+    "direct_start",
+    "flow_speed",
+]
 
 F64 = torch.float64
 
@@ -38,17 +44,26 @@ def flow_speed(generators: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     return velocity.pow(2).sum(-1).mean(-1).sqrt()
 
 
+MIN_SPEED = 1e-6
+"""Flow speed on the data (the states' units, standardised in ``discover``) below which a
+candidate moves nothing: e.g. ``(p1 + p2)^2`` when every run has ``p1 + p2 = 0``. It cannot be
+scaled to unit speed (that would multiply it by up to 1e16 and overflow the flows), so it
+starts at zero, like a spare quantity."""
+
+
 def candidate_quantities(estimate: DirectEstimate, states: torch.Tensor):
     """The reported quantities ``(A, b)`` (shapes ``(L, M, M)``, ``(L, M)``) in the units of
-    the states the estimate was given, scaled to unit flow speed on ``states (N, M)``."""
+    the states the estimate was given, scaled to unit flow speed on ``states (N, M)``; those
+    whose flow does not move the states (speed at most :data:`MIN_SPEED`) are zero."""
     M = estimate.features.M
     if estimate.features.degree != 2:
         raise ValueError("candidate_quantities: only quadratic (degree-2) quantities have "
                          f"generators, got degree {estimate.features.degree}")
     A, b = estimate.scaling.quantities_to_original(
         *quantity_from_coefficients(estimate.coefficients.to(F64), M))
-    speed = flow_speed(generator_matrix(A, b), states).clamp_min(1e-12)
-    return A / speed[:, None, None], b / speed[:, None]
+    speed = flow_speed(generator_matrix(A, b), states)
+    factor = torch.where(speed > MIN_SPEED, 1.0 / speed.clamp_min(MIN_SPEED), 0.0)
+    return A * factor[:, None, None], b * factor[:, None]
 
 
 def candidate_generators(estimate: DirectEstimate, states: torch.Tensor) -> torch.Tensor:
