@@ -106,10 +106,9 @@ def test_every_kind_and_decision_has_a_statement():
 
 def test_a_candidate_that_moves_nothing_starts_at_zero_not_at_infinity():
     """Two masses on a spring, zero total momentum in every run: the direct estimate's
-    undecided candidates include a combination whose flow does not move the data (speed
-    ~1e-16); scaling it to unit speed overflowed the flows to NaN (a razor_grid run crashed on
-    it). It now starts at zero, the others at unit speed, and the model's first step is
-    finite."""
+    undecided candidates include a combination whose flow does not move the noise-free data
+    (speed ~1e-16); scaling it to unit speed overflowed the flows to NaN (a razor_grid run
+    crashed on it). It now starts at zero, the others at unit speed."""
     from experiment_scripts import load_experiment
 
     bench = load_experiment("direct_benchmark.py")
@@ -124,3 +123,28 @@ def test_a_candidate_that_moves_nothing_starts_at_zero_not_at_infinity():
     assert torch.allclose(speed[moving], torch.ones_like(speed[moving]), atol=1e-10)
     assert 1 <= int((~moving[:len(kinds)]).sum()) < len(kinds)  # some candidate moves nothing
     assert float(A[~moving].abs().max()) == 0.0 and float(b[~moving].abs().max()) == 0.0
+
+
+def test_a_candidate_that_moves_the_data_by_the_noise_alone_is_not_blown_up():
+    """The same system at 1 % noise: that combination now moves the data by the noise only
+    (speed 0.01 of its size), and unit speed made it 100x too large (the learned variant's
+    predictions blew up in its first epoch). Such a candidate is scaled to generator norm
+    sqrt(M); the others keep unit speed; no generator exceeds that norm by more than the
+    unit-speed ones do."""
+    from experiment_scripts import load_experiment
+
+    from pyro_razor.systems.units import fit_scaling
+
+    bench = load_experiment("direct_benchmark.py")
+    x, _ = bench.data("spring_zero", noise=0.01)
+    z = fit_scaling(x.reshape(-1, 4)).to_scaled(x)
+    A, b, kinds = direct_start(z, 10)
+    G = generator_matrix(A, b)[:len(kinds)]
+    speed, norm = flow_speed(G, z), G.flatten(1).norm(dim=1)
+    capped = norm > 0
+    capped &= (speed - 1.0).abs() > 1e-9
+    assert int(capped.sum()) >= 1
+    assert torch.allclose(norm[capped], torch.full_like(norm[capped], 2.0), atol=1e-10)
+    assert (speed[capped] < 1.0).all()
+    assert torch.allclose(speed[~capped & (norm > 0)], torch.ones_like(speed[~capped & (norm > 0)]),
+                          atol=1e-10)

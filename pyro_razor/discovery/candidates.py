@@ -9,7 +9,13 @@ reports, instead of at zero or at random (``model.eta_init = "direct"``). Each c
 
 so that the symmetry times ``tau`` (``|tau| <= measure_scale``) move the states by as much as
 for every other candidate: a unit rotation for an oscillator's energy ``(q^2 + p^2)/2`` in
-standardised units, a unit translation for a momentum. The order is the estimate's: conserved,
+standardised units, a unit translation for a momentum. A candidate that moves the data much
+less than its size (its speed on the data below ``|G|_F / sqrt(M)``, e.g. a combination that
+is nearly constant on every trajectory because every run has the same total momentum) is
+scaled to ``|G|_F = sqrt(M)`` instead — the size of the oscillator energy's generator ``J`` —
+because scaling it to unit speed would blow it up by the inverse of a noise-level speed and
+its flow would overflow away from the data; one that does not move the data at all starts at
+zero. The order is the estimate's: conserved,
 then approximately conserved, then undecided (:attr:`DirectEstimate.kinds`).
 
 Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``L`` candidates, ``K``
@@ -53,16 +59,20 @@ starts at zero, like a spare quantity."""
 
 def candidate_quantities(estimate: DirectEstimate, states: torch.Tensor):
     """The reported quantities ``(A, b)`` (shapes ``(L, M, M)``, ``(L, M)``) in the units of
-    the states the estimate was given, scaled to unit flow speed on ``states (N, M)``; those
-    whose flow does not move the states (speed at most :data:`MIN_SPEED`) are zero."""
+    the states the estimate was given, scaled to unit flow speed on ``states (N, M)`` (at most
+    to generator norm ``sqrt(M)``, module docstring); those whose flow does not move the
+    states (speed at most :data:`MIN_SPEED`) are zero."""
     M = estimate.features.M
     if estimate.features.degree != 2:
         raise ValueError("candidate_quantities: only quadratic (degree-2) quantities have "
                          f"generators, got degree {estimate.features.degree}")
     A, b = estimate.scaling.quantities_to_original(
         *quantity_from_coefficients(estimate.coefficients.to(F64), M))
-    speed = flow_speed(generator_matrix(A, b), states)
-    factor = torch.where(speed > MIN_SPEED, 1.0 / speed.clamp_min(MIN_SPEED), 0.0)
+    G = generator_matrix(A, b)
+    speed = flow_speed(G, states)
+    size = G.flatten(1).norm(dim=1) / M**0.5
+    factor = torch.where(speed > MIN_SPEED, 1.0 / torch.maximum(speed, size).clamp_min(MIN_SPEED),
+                         0.0)
     return A * factor[:, None, None], b * factor[:, None]
 
 
