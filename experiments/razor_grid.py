@@ -2,7 +2,7 @@
 
     python experiments/razor_grid.py [--systems sho,detuned,...] [--noise 0,0.01,0.03,0.1]
         [--out runs/razor_grid] [--results experiments/razor_grid.jsonl] [--epochs N]
-        [--table | --redecide]
+        [--table | --redecide] [--before EARLIER.jsonl]
 
 For every system of :data:`direct_benchmark.SYSTEMS` named (default: those with ``M <= 4``)
 and every noise level (std relative to each coordinate's spread), writes 30 trajectories of 11
@@ -90,7 +90,7 @@ def redecide(path: Path, out: Path) -> list[dict]:
     under ``out`` with the current test (:func:`~pyro_razor.runs.discover.razor_decision`, no
     training); the razor's count, outcome, algebra and its angles to the direct estimate's span
     are replaced, the file rewritten."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = _rows(path)
     for row in rows:
         run = out / f"{row['system']}_noise{row['noise']:g}"
         found, data, _, _ = razor_decision(run)
@@ -104,19 +104,28 @@ def redecide(path: Path, out: Path) -> list[dict]:
     return rows
 
 
-def table(path: Path) -> str:
+def _rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise SystemExit(f"razor_grid: no results file {path}; run the grid first")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    lines = ["| system | truth | noise | direct | razor (algebra) | evidence supports | "
-             "largest angle ° | wall s |", "|---|---|---|---|---|---|---|---|"]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def table(path: Path, before: Path | None = None) -> str:
+    """The results file as a markdown table; with ``before`` (an earlier results file of the
+    same grid), a column with that file's razor count for the same cell."""
+    rows = _rows(path)
+    earlier = {} if before is None else {(r["system"], r["noise"]): r for r in _rows(before)}
+    extra = " razor before |" if before is not None else ""
+    lines = [f"| system | truth | noise | direct |{extra} razor (algebra) | evidence supports | "
+             "largest angle ° | wall s |", "|---|---|---|---|" + "---|" * (4 + bool(extra))]
     for r in sorted(rows, key=lambda r: (list(SYSTEMS).index(r["system"]), r["noise"])):
         angles = r["angles_deg"] or []
         largest = f"{max(angles):.1f}" if angles else "—"
-        lines.append(f"| {r['system']} | {r['truth']} | {r['noise']:g} | {r['direct']} | "
+        old = earlier.get((r["system"], r["noise"]))
+        cell = (f" {old['razor']} |" if old else " — |") if before is not None else ""
+        lines.append(f"| {r['system']} | {r['truth']} | {r['noise']:g} | {r['direct']} |{cell} "
                      f"{r.get('razor_outcome', r['razor'])} ({r['algebra']}) | "
-                     f"{r['supported']} of {r['tested']} | "
-                     f"{largest} | {r['wall_s']:.0f} |")
+                     f"{r['supported']} of {r['tested']} | {largest} | {r['wall_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -128,6 +137,9 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default="experiments/razor_grid.jsonl")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--table", action="store_true", help="print the results file and stop")
+    parser.add_argument("--before", default=None,
+                        help="with --table: an earlier results file whose razor counts are shown "
+                        "beside")
     parser.add_argument("--redecide", action="store_true",
                         help="decide the results file's rows again from their run directories "
                         "under --out with the current test (no training), then print the table")
@@ -136,7 +148,7 @@ def main(argv=None) -> int:
     if args.redecide:
         redecide(results, Path(args.out))
     if args.table or args.redecide:
-        print(table(results))
+        print(table(results, Path(args.before) if args.before else None))
         return 0
     unknown = [s for s in args.systems.split(",") if s not in SYSTEMS]
     if unknown:

@@ -48,6 +48,13 @@ def test_table_orders_rows_and_reports_each_column(grid, tmp_path):
     assert lines[3] == "| pendulum | 0 | 0 | 0 | 0 (none) | 0 of 1 | — | 52 |"
     with pytest.raises(SystemExit, match="no results file"):
         grid.table(tmp_path / "missing.jsonl")
+    # beside an earlier file: its razor count for the same cell, "—" where it has none
+    earlier = tmp_path / "before.jsonl"
+    earlier.write_text(json.dumps({**rows[0], "razor": 2}) + "\n")
+    lines = grid.table(path, earlier).splitlines()
+    assert lines[0].startswith("| system | truth | noise | direct | razor before | razor")
+    assert lines[2] == "| sho | 1 | 0.01 | 1 | — | [0,1] (u(1)) | 1 of 1 | 0.4 | 40 |"
+    assert lines[3] == "| pendulum | 0 | 0 | 0 | 2 | 0 (none) | 0 of 1 | — | 52 |"
 
 
 @pytest.mark.slow
