@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import torch
 
 from pyro_razor.analysis import analyse_generators, conservation_along_data
-from pyro_razor.discovery.algebra import lie_algebra
+from pyro_razor.discovery.algebra import lie_algebra, tolerance_from_noise
 from pyro_razor.discovery.noise import NoiseEstimate, estimate_noise
 from pyro_razor.discovery.span_test import SpanVerdict, conservation_in_span
 from pyro_razor.discovery.writing import formulas, origin, readable_basis
@@ -195,8 +195,13 @@ def discover_quantities(
     conserved = sum(q["kind"] == "conserved" for q in quantities)
     G = generator_matrix(torch.tensor([q["A"] for q in quantities], dtype=F64),
                          torch.tensor([q["b"] for q in quantities], dtype=F64))
-    # The algebra does not depend on the units; identify it where the entries are O(1).
-    algebra = lie_algebra(scaling.generators_to_scaled(G)).to_json()
+    # The algebra does not depend on the units; identify it where the entries are O(1), with
+    # the tolerance a drift of this size implies for the coefficients (as a noise floor does
+    # for the direct estimate's: a learned law is only as exact as its drift says).
+    drift = max(verdict.drifts[i] for i in reported)
+    algebra = lie_algebra(scaling.generators_to_scaled(G),
+                          tol=tolerance_from_noise(drift)).to_json()
+    evidence["algebra_tolerance"] = tolerance_from_noise(drift)
     return Discovery(quantities, algebra, evidence,
                      _found_sentence(verdict, conserved, len(quantities), algebra, gain, elbo),
                      warnings)

@@ -82,8 +82,9 @@ class SpanVerdict:
         directions: ``(r', M+1, M+1)`` generators of the reported combinations, most
             conserved first (unit Frobenius norm).
         kinds: per direction ``"conserved"``, ``"approximate"`` or ``"undecided"``.
-        ratios, thresholds: per eigen-direction, the within/noise scatter ratio and the test's
-            threshold (``nan`` beyond the first failure).
+        ratios, thresholds, drifts: per eigen-direction (the order of ``directions``), the
+            within/noise scatter ratio, the test's threshold (``nan`` beyond the first failure)
+            and the relative drift beyond the noise.
         alpha, tolerance: the tests' level and drift tolerance.
     """
 
@@ -95,13 +96,15 @@ class SpanVerdict:
     kinds: list[str]
     ratios: list[float]
     thresholds: list[float]
+    drifts: list[float]
     alpha: float
     tolerance: float
 
     def to_json(self) -> dict:
         return {"status": self.status, "count": self.count, "range": list(self.range),
                 "counts": self.counts, "kinds": self.kinds, "ratios": self.ratios,
-                "thresholds": self.thresholds, "alpha": self.alpha, "tolerance": self.tolerance}
+                "thresholds": self.thresholds, "drifts": self.drifts, "alpha": self.alpha,
+                "tolerance": self.tolerance}
 
 
 @torch.no_grad()
@@ -138,4 +141,5 @@ def conservation_in_span(
     norms = directions.flatten(1).norm(dim=1).clamp_min(1e-300)
     return SpanVerdict(status, count, span, dict(counts), directions / norms[:, None, None],
                        kinds, tests["ratios"].tolist(),
-                       [float(t) for t in tests["thresholds"]], alpha, tolerance)
+                       [float(t) for t in tests["thresholds"]], tests["drifts"].tolist(), alpha,
+                       tolerance)
