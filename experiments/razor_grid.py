@@ -80,9 +80,10 @@ def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
 
 def _span(quantities: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(A (r, M, M), b (r, M))`` of quantity records."""
-    M = len(quantities[0]["b"]) if quantities else 0
-    return (torch.tensor([q["A"] for q in quantities], dtype=torch.float64).reshape(-1, M, M),
-            torch.tensor([q["b"] for q in quantities], dtype=torch.float64).reshape(-1, M))
+    if not quantities:
+        return torch.zeros(0, 0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.float64)
+    return (torch.tensor([q["A"] for q in quantities], dtype=torch.float64),
+            torch.tensor([q["b"] for q in quantities], dtype=torch.float64))
 
 
 def redecide(path: Path, out: Path) -> list[dict]:
