@@ -3,11 +3,13 @@ the symmetry analysis, and the artefacts the figures are drawn from.
 
 - :func:`evaluate_variant`: train/test NLL, MSE and KL per transition (the paper's tables);
 - :func:`analyse_variant`: long-horizon rollouts (``longterm.json``) and, for learned
-  symmetries, the generator analysis (``symmetry.json``, ``generators.pt``).
+  symmetries, the generator analysis (``symmetry.json``, ``generators.pt``);
+- :func:`variant_line`: the one line ``run`` prints per finished variant.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pyro
@@ -27,7 +29,13 @@ from pyro_razor.runs.data import RunData
 from pyro_razor.runs.rundir import RunDir
 from pyro_razor.systems import HamiltonianSystem
 
-__all__ = ["VariantArtefacts", "analyse_variant", "evaluate_variant", "symmetry_analysis"]
+__all__ = [
+    "VariantArtefacts",
+    "analyse_variant",
+    "evaluate_variant",
+    "symmetry_analysis",
+    "variant_line",
+]
 
 
 @dataclass
@@ -178,3 +186,22 @@ def symmetry_analysis(
         trajectories=data.train.detach().cpu().double(), measure=measure,
         min_displacement=ev.min_displacement,
     )
+
+
+def _se(metrics: dict, key: str) -> str:
+    """`` ± se`` of a metric when its Monte-Carlo standard error is known and finite."""
+    se = metrics.get("standard_errors", {}).get(key)
+    return f" ± {se:.2g}" if isinstance(se, float) and math.isfinite(se) else ""
+
+
+def variant_line(variant: str, metrics: dict) -> str:
+    """One line per finished variant: its -ELBO/N and test MSE (± their Monte-Carlo standard
+    errors over the weight draws) and training time."""
+    parts = [f"-ELBO/N {metrics['neg_elbo_per_n']:.3f}{_se(metrics, 'neg_elbo_per_n')}"] \
+        if "neg_elbo_per_n" in metrics else []
+    if "test_mse" in metrics:
+        parts.append(f"test MSE {metrics['test_mse']:.3g}{_se(metrics, 'test_mse')}")
+    if "wall_time_s" in metrics:
+        parts.append(f"training {metrics['wall_time_s']:.0f} s "
+                     f"({metrics['seconds_per_step']:.3g} s/step)")
+    return f"{variant}: " + ", ".join(parts)

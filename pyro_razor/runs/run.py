@@ -28,7 +28,6 @@ Extra test sets (n-body ``"moved"``/``"wider"``) appear as ``test_mse_moved``, .
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -44,7 +43,12 @@ from pyro_razor.runs.device import resolve_device
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.figures import make_figures
 from pyro_razor.runs.parallel import default_threads, run_in_processes
-from pyro_razor.runs.results import VariantArtefacts, analyse_variant, evaluate_variant
+from pyro_razor.runs.results import (
+    VariantArtefacts,
+    analyse_variant,
+    evaluate_variant,
+    variant_line,
+)
 from pyro_razor.runs.rundir import RunDir
 from pyro_razor.runs.variants import check_memory, estimate_variant_memory, fresh_variant
 
@@ -317,25 +321,6 @@ def _run_variants_in_processes(config, run: RunDir, resuming, jobs, summary, say
         run.write_summary(summary)
         say(variant_line(variant, metrics))
     return {v: results[v][1] for v in config.variants}
-
-
-def _se(metrics: dict, key: str) -> str:
-    """`` ± se`` of a metric when its Monte-Carlo standard error is known and finite."""
-    se = metrics.get("standard_errors", {}).get(key)
-    return f" ± {se:.2g}" if isinstance(se, float) and math.isfinite(se) else ""
-
-
-def variant_line(variant: str, metrics: dict) -> str:
-    """One line per finished variant: its -ELBO/N and test MSE (± their Monte-Carlo standard
-    errors over the weight draws) and training time."""
-    parts = [f"-ELBO/N {metrics['neg_elbo_per_n']:.3f}{_se(metrics, 'neg_elbo_per_n')}"] \
-        if "neg_elbo_per_n" in metrics else []
-    if "test_mse" in metrics:
-        parts.append(f"test MSE {metrics['test_mse']:.3g}{_se(metrics, 'test_mse')}")
-    if "wall_time_s" in metrics:
-        parts.append(f"training {metrics['wall_time_s']:.0f} s "
-                     f"({metrics['seconds_per_step']:.3g} s/step)")
-    return f"{variant}: " + ", ".join(parts)
 
 
 def _run_variant(config, variant, system, data: RunData, dev, run: RunDir, resuming, progress,
