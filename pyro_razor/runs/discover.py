@@ -59,7 +59,6 @@ from pyro_razor.discovery.report import Discovery, discover_quantities
 from pyro_razor.inference.config import TrainConfig
 from pyro_razor.inference.diagnostics import SCALE_HINT
 from pyro_razor.plotting import plot_discovery
-from pyro_razor.runs.benchmark import seconds_per_step
 from pyro_razor.runs.config import (
     DataConfig,
     EvaluationConfig,
@@ -67,7 +66,7 @@ from pyro_razor.runs.config import (
     GuideConfig,
     ModelConfig,
 )
-from pyro_razor.runs.discovery_text import discovery_text
+from pyro_razor.runs.discovery_text import discovery_text, estimate_line, settings_line
 from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.run import run_experiment
 from pyro_razor.runs.rundir import RunDir
@@ -258,7 +257,7 @@ def run_discovery(
         _write_answer(out, record, say)
         return direct
     say(f"{direct.verdict} [{1000 * direct_record['seconds']:.0f} ms]; now the razor stage")
-    say(_settings_line(config))
+    say(settings_line(config))
     if not resume:
         say(estimate_line(config, confirm_epochs))
     with warnings.catch_warnings(record=True) as caught:
@@ -383,31 +382,3 @@ def _settings(config: ExperimentConfig, data) -> dict:
             "integrator_steps": mc.integrator_steps, "epochs": tc.epochs,
             "batch_size": tc.batch_size, "noise": mc.noise, "seed": tc.seed,
             "standardised": config.data.standardise}
-
-
-def estimate_line(config: ExperimentConfig, confirm_epochs: int) -> str:
-    """The razor stage's expected wall time, from 5 timed SVI steps of each model
-    (:func:`~pyro_razor.runs.benchmark.seconds_per_step`): training ``epochs x
-    steps_per_epoch`` steps of vanilla and learned, then at most ``K + 2`` refits of
-    ``confirm_epochs`` epochs of the learned model (:mod:`~pyro_razor.discovery.confirm`)."""
-    per_step = seconds_per_step(config, ("vanilla", "learned"))
-    tc = config.train
-    steps = tc.epochs * tc.steps_per_epoch(config.data.shapes()["train"][0])
-    vanilla, learned = steps * per_step["vanilla"], steps * per_step["learned"]
-    refits = ((config.model.num_quantities + 2) * confirm_epochs / max(tc.epochs, 1)
-              * learned)
-    return (f"expected time: training ~{vanilla:.0f} s (vanilla) + ~{learned:.0f} s (learned, "
-            f"{per_step['learned'] / per_step['vanilla']:.1f}x slower per step), then up to "
-            f"~{refits:.0f} s of per-quantity refits, plus evaluation (measured from 5 steps "
-            "of each model)")
-
-
-def _settings_line(config: ExperimentConfig) -> str:
-    mc, tc, shapes = config.model, config.train, config.data.shapes()
-    (B, n), M = shapes["train"], shapes["phase_dim"]
-    return (f"data {config.data.source}: {B} training trajectories x {n} points, M = {M}, "
-            f"dt = {config.data.dt:g}, N = {B * (n - 1)} transitions; chosen settings: "
-            f"K = {mc.num_quantities}, MLP {M}-{'-'.join(map(str, mc.hidden))}-1, "
-            f"S = {mc.tau_samples}, P = {tc.num_particles}, {mc.integrator_steps} "
-            f"{mc.integrator} steps per dt, {tc.epochs} epochs"
-            f"{'' if tc.batch_size is None else f' of batches of {tc.batch_size}'}")

@@ -4,12 +4,15 @@
 verdict, how coefficients are written, each quantity with its test statistics, then the Lie
 algebra of quadratic laws or the functionally independent count of general ones), then the
 razor's answer (ELBOs, the quantities it found, their algebra, the per-quantity evidence and
-its verdict) and every warning.
+its verdict) and every warning. :func:`settings_line` and :func:`estimate_line` are the lines
+``discover`` prints before training (its chosen settings, its expected time).
 """
 
 from __future__ import annotations
 
-__all__ = ["discovery_text"]
+from pyro_razor.runs.benchmark import seconds_per_step
+
+__all__ = ["discovery_text", "estimate_line", "settings_line"]
 
 
 def _decimals(precision: int) -> str:
@@ -124,3 +127,32 @@ def discovery_text(record: dict) -> str:
     lines.append(f"razor verdict: {record['verdict']}")
     lines += [f"warning: {w}" for w in record["warnings"]]
     return "\n".join(lines)
+
+
+def estimate_line(config, confirm_epochs: int) -> str:
+    """The razor stage's expected wall time, from 5 timed SVI steps of each model
+    (:func:`~pyro_razor.runs.benchmark.seconds_per_step`): training ``epochs x
+    steps_per_epoch`` steps of vanilla and learned, then at most ``K + 2`` refits of
+    ``confirm_epochs`` epochs of the learned model (:mod:`~pyro_razor.discovery.confirm`)."""
+    per_step = seconds_per_step(config, ("vanilla", "learned"))
+    tc = config.train
+    steps = tc.epochs * tc.steps_per_epoch(config.data.shapes()["train"][0])
+    vanilla, learned = steps * per_step["vanilla"], steps * per_step["learned"]
+    refits = ((config.model.num_quantities + 2) * confirm_epochs / max(tc.epochs, 1)
+              * learned)
+    return (f"expected time: training ~{vanilla:.0f} s (vanilla) + ~{learned:.0f} s (learned, "
+            f"{per_step['learned'] / per_step['vanilla']:.1f}x slower per step), then up to "
+            f"~{refits:.0f} s of per-quantity refits, plus evaluation (measured from 5 steps "
+            "of each model)")
+
+
+def settings_line(config) -> str:
+    """The settings ``discover`` chose, one line (data shape, K, network, samples, steps)."""
+    mc, tc, shapes = config.model, config.train, config.data.shapes()
+    (B, n), M = shapes["train"], shapes["phase_dim"]
+    return (f"data {config.data.source}: {B} training trajectories x {n} points, M = {M}, "
+            f"dt = {config.data.dt:g}, N = {B * (n - 1)} transitions; chosen settings: "
+            f"K = {mc.num_quantities}, MLP {M}-{'-'.join(map(str, mc.hidden))}-1, "
+            f"S = {mc.tau_samples}, P = {tc.num_particles}, {mc.integrator_steps} "
+            f"{mc.integrator} steps per dt, {tc.epochs} epochs"
+            f"{'' if tc.batch_size is None else f' of batches of {tc.batch_size}'}")
