@@ -27,11 +27,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
 from direct_benchmark import SYSTEMS, data  # noqa: E402
 
 from pyro_razor.atomic import write_text  # noqa: E402
-from pyro_razor.discovery.agreement import span_agreement  # noqa: E402
+from pyro_razor.discovery.agreement import records_agreement  # noqa: E402
 from pyro_razor.runs.discover import razor_decision, run_discovery  # noqa: E402
 from pyro_razor.systems.files import write_trajectories  # noqa: E402
 
@@ -78,14 +77,6 @@ def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
     }
 
 
-def _span(quantities: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A (r, M, M), b (r, M))`` of quantity records."""
-    if not quantities:
-        return torch.zeros(0, 0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.float64)
-    return (torch.tensor([q["A"] for q in quantities], dtype=torch.float64),
-            torch.tensor([q["b"] for q in quantities], dtype=torch.float64))
-
-
 def redecide(path: Path, out: Path) -> list[dict]:
     """Decide every row of the results file ``path`` again from its trained run directory
     under ``out`` with the current test (:func:`~pyro_razor.runs.discover.razor_decision`, no
@@ -96,9 +87,7 @@ def redecide(path: Path, out: Path) -> list[dict]:
         run = out / f"{row['system']}_noise{row['noise']:g}"
         found, data, _, _ = razor_decision(run)
         direct = json.loads((run / "discovery.json").read_text())["direct"]["quantities"]
-        agreement = span_agreement(_span(found.quantities),
-                                   _span([q for q in direct if q["kind"] == "conserved"]),
-                                   data.scaling)
+        agreement = records_agreement(found.quantities, direct, data.scaling)
         row.update(razor=found.n_found, razor_outcome=razor_outcome(found),
                    algebra=found.algebra["name"], angles_deg=agreement["angles_deg"])
     write_text(path, "".join(json.dumps(row) + "\n" for row in rows))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pyro_razor.discovery.agreement import span_agreement
+from pyro_razor.discovery.agreement import quadratic_span, records_agreement, span_agreement
 from pyro_razor.systems.units import PhaseSpaceScaling
 
 F64 = torch.float64
@@ -50,3 +50,24 @@ def test_angles_are_those_of_the_coefficient_vectors():
         "razor": 0, "direct": 1, "angles_deg": [], "largest_deg": None}
     assert math.isclose(span_agreement(energies((1, 0), (0, 1)), energies((1, 1)),
                                        IDENTITY)["largest_deg"], 0.0, abs_tol=1e-6)
+
+
+def test_quadratic_span_of_quantity_records_including_none():
+    """A razor answer with nothing found (re-deciding a grid row, or discover) must not fail
+    on the empty span."""
+    A, b = quadratic_span([])
+    assert A.shape == (0, 0, 0) and b.shape == (0, 0)
+    A, b = quadratic_span([{"A": [[1.0, 0.0], [0.0, 1.0]], "b": [0.0, 2.0]}])
+    assert A.shape == (1, 2, 2) and b.tolist() == [[0.0, 2.0]]
+
+
+def test_records_agreement_compares_with_the_direct_laws_only():
+    """Only the direct estimate's ``conserved`` records are its laws; approximate or undecided
+    ones are left out of the comparison."""
+    eye, flip = torch.eye(4, dtype=F64), torch.diag(torch.tensor([1.0, -1.0, 1.0, -1.0]))
+    law = {"A": eye.tolist(), "b": [0.0] * 4}
+    other = {"A": flip.tolist(), "b": [0.0] * 4}
+    direct = [{**law, "kind": "conserved"}, {**other, "kind": "approximate"}]
+    out = records_agreement([law], direct, IDENTITY)
+    assert (out["razor"], out["direct"]) == (1, 1) and out["largest_deg"] < 1e-6
+    assert records_agreement([], direct, IDENTITY)["largest_deg"] is None

@@ -67,10 +67,3 @@ def test_one_run_answers_the_oscillator(grid, tmp_path):
     assert set(row) >= {"razor", "razor_outcome", "algebra", "tested", "supported",
                         "angles_deg", "wall_s"}
 
-
-def test_span_of_quantity_records_including_none(grid):
-    """Re-deciding a row whose razor found nothing must not fail on the empty span."""
-    A, b = grid._span([])
-    assert A.shape == (0, 0, 0) and b.shape == (0, 0)
-    A, b = grid._span([{"A": [[1.0, 0.0], [0.0, 1.0]], "b": [0.0, 2.0]}])
-    assert A.shape == (1, 2, 2) and b.tolist() == [[0.0, 2.0]]

@@ -23,7 +23,7 @@ import torch
 from pyro_razor.discovery.formulas import quantity_coefficients
 from pyro_razor.systems.units import PhaseSpaceScaling
 
-__all__ = ["span_agreement"]
+__all__ = ["quadratic_span", "records_agreement", "span_agreement"]
 
 F64 = torch.float64
 
@@ -60,3 +60,20 @@ def span_agreement(razor: tuple[torch.Tensor, torch.Tensor],
     angles = [math.degrees(math.atan2(float(s), float(c))) for s, c in zip(sines, cosines,
                                                                             strict=True)]
     return {"razor": r1, "direct": r2, "angles_deg": angles, "largest_deg": angles[-1]}
+
+
+def quadratic_span(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A (r, M, M), b (r, M))`` of quantity records (``"A"``, ``"b"`` lists, as in
+    ``discovery.json``; ``r = 0``: empty)."""
+    if not records:
+        return torch.zeros(0, 0, 0, dtype=F64), torch.zeros(0, 0, dtype=F64)
+    return (torch.tensor([q["A"] for q in records], dtype=F64),
+            torch.tensor([q["b"] for q in records], dtype=F64))
+
+
+def records_agreement(razor: list[dict], direct: list[dict], scaling: PhaseSpaceScaling) -> dict:
+    """:func:`span_agreement` of the razor's quantity records and the direct estimate's
+    ``conserved`` ones (its approximate and undecided ones are not laws)."""
+    return span_agreement(quadratic_span(razor),
+                          quadratic_span([q for q in direct if q["kind"] == "conserved"]),
+                          scaling)

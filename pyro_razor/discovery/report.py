@@ -198,10 +198,9 @@ def discover_quantities(
     # The algebra does not depend on the units; identify it where the entries are O(1), with
     # the tolerance a drift of this size implies for the coefficients (as a noise floor does
     # for the direct estimate's: a learned law is only as exact as its drift says).
-    drift = max(verdict.drifts[i] for i in reported)
-    algebra = lie_algebra(scaling.generators_to_scaled(G),
-                          tol=tolerance_from_noise(drift)).to_json()
-    evidence["algebra_tolerance"] = tolerance_from_noise(drift)
+    tol = tolerance_from_noise(max(verdict.drifts[i] for i in reported))
+    algebra = lie_algebra(scaling.generators_to_scaled(G), tol=tol).to_json()
+    evidence["algebra_tolerance"] = tol
     return Discovery(quantities, algebra, evidence,
                      _found_sentence(verdict, conserved, len(quantities), algebra, gain, elbo),
                      warnings)

@@ -48,7 +48,7 @@ import torch
 
 from pyro_razor.analysis import learnable_dimension, parallelness
 from pyro_razor.atomic import write_json, write_text
-from pyro_razor.discovery.agreement import span_agreement
+from pyro_razor.discovery.agreement import records_agreement
 from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
 from pyro_razor.discovery.direct import direct_estimate, noise_in_scaled_units
@@ -266,22 +266,13 @@ def run_discovery(
                                            confirm_epochs, (alpha, noise, tolerance))
     found.warnings += discover_warnings(caught)
     found.evidence["direct"] = direct_record
-    found.evidence["agreement"] = span_agreement(
-        _quadratic_span(found.quantities), _quadratic_span(
-            [q for q in direct.quantities if q["kind"] == "conserved"]), data.scaling)
+    found.evidence["agreement"] = records_agreement(found.quantities, direct.quantities,
+                                                    data.scaling)
     record = {**found.to_json(), **record, "direct": direct_record, "razor": True}
     _write_answer(out, record, say)
     plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,
                    RunDir(out).figure("discovery.png"))
     return found
-
-
-def _quadratic_span(quantities: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A (r, M, M), b (r, M))`` of quadratic quantity records (``r = 0``: empty)."""
-    if not quantities:
-        return torch.zeros(0, 0, 0, dtype=torch.float64), torch.zeros(0, 0, dtype=torch.float64)
-    return (torch.tensor([q["A"] for q in quantities], dtype=torch.float64),
-            torch.tensor([q["b"] for q in quantities], dtype=torch.float64))
 
 
 def discover_warnings(caught) -> list[str]:
