@@ -100,6 +100,35 @@ def test_scatter_of_a_linear_feature_is_the_sample_scatter():
     assert s.noise(sigma).numpy() == pytest.approx(3.0 * np.eye(2))
 
 
+def test_trend_scatter_is_the_straight_line_fit_of_each_trajectory():
+    """Trajectory 1 (2 points) has trend vector (x_1 - x_0) / sqrt(2); trajectory 2 (3 points,
+    w = (-1, 0, 1) / sqrt(2)) (x_2 - x_0) / sqrt(2); linear features, so the noise trend
+    scatter is sum_bt w_bt^2 Sigma = 2 Sigma (each trajectory's weights have unit norm)."""
+    xs = [torch.tensor([[0.0, 1.0], [2.0, 1.0]], dtype=F64),
+          torch.tensor([[4.0, 0.0], [4.0, 2.0], [4.0, 4.0]], dtype=F64)]
+    s = scatter_matrices(xs, MonomialFeatures(2, 1))
+    r1, r2 = np.array([2.0, 0.0]) / math.sqrt(2), np.array([0.0, 4.0]) / math.sqrt(2)
+    assert s.trend.numpy() == pytest.approx(np.outer(r1, r1) + np.outer(r2, r2))
+    sigma = torch.tensor([0.5, 2.0], dtype=F64)
+    assert s.trend_noise(sigma).numpy() == pytest.approx(2.0 * np.diag([0.25, 4.0]))
+    assert s.owners.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_trend_noise_scatter_is_the_expected_trend_of_pure_noise():
+    """Constant trajectories plus white noise: over 400 draws the mean trend scatter of a
+    quadratic feature matches ``trend_noise`` to 5 % (its first-order noise term; the
+    second-order term of x^2 is constant along a trajectory, so it adds no trend)."""
+    g = torch.Generator().manual_seed(0)
+    centre = torch.randn(20, 1, 2, generator=g, dtype=F64)
+    features, sigma = MonomialFeatures(2, 2), torch.tensor([0.1, 0.1], dtype=F64)
+    draws = [scatter_matrices(list(centre + 0.1 * torch.randn(20, 9, 2, generator=g,
+                                                              dtype=F64)), features).trend
+             for _ in range(400)]
+    s = scatter_matrices(list(centre.expand(20, 9, 2)), features)
+    expected, mean = s.trend_noise(sigma).diagonal(), torch.stack(draws).mean(0).diagonal()
+    assert (mean / expected).numpy() == pytest.approx(np.ones(5), rel=0.05)
+
+
 def test_trajectory_checks_name_the_problem():
     with pytest.raises(ValueError, match="at least 2 trajectories"):
         as_trajectory_list(np.zeros((1, 5, 2)), "f")

@@ -29,7 +29,14 @@ Three counts, each from a stated test at level ``alpha`` (default 0.05):
    quantile of ``lambda_max(Wishart_j(nu)/nu)`` and ``nu_j`` the Satterthwaite degrees of
    freedom of the first ``j`` directions. A true ``k``-dimensional conserved subspace passes
    with probability at least ``1 - alpha`` (Courant-Fischer), so ``U`` misses a law with
-   probability at most ``alpha``.
+   probability at most ``alpha``. A slow drift can hide in that test (a near-resonant pair's
+   cross terms: a few per cent over the window, spread over ``n_b - 1`` degrees of freedom per
+   trajectory), so the ``U`` directions are then tested for **trends**: the per-trajectory
+   straight-line trend scatter (:class:`~pyro_razor.discovery.scatter.Scatter`'s ``trend``,
+   one degree of freedom per trajectory) against its noise part, step-down from the most
+   trending direction, each step at level ``alpha`` with the ``lambda_max`` quantile of the
+   dimension left (a true conserved subspace survives with probability at least
+   ``1 - alpha``). Each direction shown to trend leaves ``U`` (``counts["drifting"]``).
 3. ``L`` — the quantities the data **show**: the number of directions whose within scatter is
    below ``tolerance^2 P + m N_lo``, i.e. smaller than what the low noise estimate
    necessarily produces (``m``: the ``alpha`` quantile of ``lambda_min(Wishart_F(nu)/nu)``,
@@ -197,6 +204,50 @@ def _leading_count(ratios: np.ndarray, nus: np.ndarray, alpha: float) -> tuple[i
     return count, thresholds
 
 
+def _trend_dof(s: Scatter, C: torch.Tensor, sigma: torch.Tensor) -> np.ndarray:
+    """Satterthwaite degrees of freedom of the noise trend scatter along the directions ``C
+    (F, k)``: one scaled chi-square per trajectory."""
+    v = s.trend_weights[:, None] * (_gradients(s, C.numpy()) * sigma).pow(2).sum(-1)  # (N, k)
+    per = torch.zeros(int(s.owners.max()) + 1, v.shape[1], dtype=v.dtype)
+    per.index_add_(0, s.owners, v)
+    return (per.sum(0).pow(2) / per.pow(2).sum(0).clamp_min(1e-300)).numpy()
+
+
+def _diagonalised(K: np.ndarray, W: np.ndarray, N: np.ndarray) -> np.ndarray:
+    """The basis of ``span(K)`` that diagonalises ``(W, N)``, ascending, ``N``-normalised."""
+    if K.shape[1] == 0:
+        return K
+    return K @ _generalised_eigh(K.T @ W @ K, K.T @ N @ K)[1]
+
+
+def _split_trending(s: Scatter, Q: np.ndarray, V: np.ndarray, U: int, W, N_hi,
+                    sigma: torch.Tensor, alpha: float) -> tuple[np.ndarray, int]:
+    """The step-down trend test of the module docstring (test 2) on the first ``U`` columns of
+    ``V`` (directions in the complement basis ``Q``).
+
+    Returns ``V`` with its first ``U`` columns replaced by the ``U - d`` directions without a
+    detected trend, then the ``d`` trending ones (each block re-diagonalised in ``(W, N_hi)``),
+    and ``d``.
+    """
+    if U == 0:
+        return V, 0
+    B = Q @ V[:, :U]
+    R, N_R = s.trend.numpy(), s.trend_noise(sigma).numpy()
+    mu, E = _generalised_eigh(B.T @ R @ B, B.T @ N_R @ B)  # ascending trend/noise ratios
+    nus = _trend_dof(s, torch.from_numpy(B @ E), sigma)
+    kept = U
+    while kept > 0:
+        nu = max(float(nus[:kept].min()), 1.0)
+        if mu[kept - 1] <= max_eigenvalue_quantile(kept, nu, alpha):
+            break
+        kept -= 1
+    if kept == U:
+        return V, 0
+    K = V[:, :U] @ E
+    head = [_diagonalised(K[:, :kept], W, N_hi), _diagonalised(K[:, kept:], W, N_hi)]
+    return np.concatenate(head + [V[:, U:]], axis=1), U - kept
+
+
 def _constant_directions(s: Scatter, sigma: torch.Tensor, alpha: float):
     """``D``, the ``(F, D)`` constant directions and the ``(F, F - D)`` basis of their
     complement.
@@ -283,6 +334,10 @@ def _warnings(status: str, span, F: int, B: int, counts: dict) -> list[str]:
         out.append("the noise could not be separated from the motion (too few points per "
                    "trajectory): exact and approximate conservation cannot be told apart; give "
                    "more points per trajectory or the noise level (--noise)")
+    if counts.get("drifting"):
+        out.append(f"{counts['drifting']} combination(s) vary along the trajectories by no more "
+                   "than the noise, but steadily (trend test): not counted as conserved; "
+                   "longer trajectories would tell how far they drift")
     if B < 4:
         out.append(f"only {B} trajectories: conservation is judged against very few values")
     return out
@@ -357,7 +412,7 @@ def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
     library: :mod:`~pyro_razor.discovery.span_test` runs them on a razor's learned span).
 
     Returns:
-        ``counts`` (``D``, ``U``, ``L``, ``exact``), ``C`` ``(F, F')`` the eigen-directions
+        ``counts`` (``D``, ``U``, ``L``, ``exact``, ``drifting``), ``C`` ``(F, F')`` the directions
         (most conserved first) and ``constant`` ``(F, D)`` the constant ones in the feature
         basis, ``ratios``, ``thresholds``, ``drifts`` per direction, ``nu``, ``m`` and the
         full scatter ``matrices``.
@@ -375,9 +430,13 @@ def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
     W, N_hi, N_lo, P = (project(full["within"]), project(full["noise_scatter"]),
                         project(s.noise(lo)), project(full["potential"]))
     ratios, V = _generalised_eigh(W, N_hi)
-    C = Q @ V  # (F, F'): eigen-directions in the feature basis
+    U, thresholds = _leading_count(
+        ratios, _satterthwaite(_gradients(s, Q @ V), s.within_weights, hi), alpha)
+    V, drifting = _split_trending(s, Q, V, U, W, N_hi, hi, alpha)
+    U -= drifting
+    ratios = np.einsum("fk,fg,gk->k", V, W, V) / np.einsum("fk,fg,gk->k", V, N_hi, V)
+    C = Q @ V  # (F, F'): the directions in the feature basis, most conserved first
     JC = _gradients(s, C)
-    U, thresholds = _leading_count(ratios, _satterthwaite(JC, s.within_weights, hi), alpha)
     nu_lo = float(_satterthwaite(JC, s.within_weights, lo).min())
     L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance, family)
     potentials = np.einsum("fk,fg,gk->k", V, P, V)
@@ -385,6 +444,7 @@ def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
     excess = np.clip(np.einsum("fk,fg,gk->k", V, W - N_lo, V), 0.0, None)
     drifts = np.sqrt(excess / np.clip(potentials, 1e-300, None))
     padded = thresholds + [float("nan")] * (len(ratios) - len(thresholds))
-    return {"counts": {"D": D, "U": U, "L": L, "exact": exact}, "C": C, "constant": constant,
+    return {"counts": {"D": D, "U": U, "L": L, "exact": exact, "drifting": drifting},
+            "C": C, "constant": constant,
             "ratios": torch.from_numpy(ratios), "thresholds": torch.tensor(padded, dtype=F64),
             "drifts": torch.from_numpy(drifts), "nu": nu_lo, "m": m, "matrices": full}

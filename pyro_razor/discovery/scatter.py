@@ -9,7 +9,12 @@ For features ``phi_bt`` (``(F,)``) of state ``t`` of trajectory ``b`` with Jacob
   for ``total=True``): the expected scatter of pure observation noise (to first order);
 - ``potential(sigma) = (1/M) sum_bt (|x_bt - mean_b x|^2 - a_bt tr Sigma)_+ J_bt J_bt^T``: the
   within scatter of a quantity whose gradient had no preferred direction relative to the
-  motion — the yardstick for "drifts by a fraction of what it could".
+  motion — the yardstick for "drifts by a fraction of what it could";
+- ``trend = sum_b r_b r_b^T`` with ``r_b = sum_t w_bt phi_bt``, ``w_bt = (t - tbar_b) /
+  sqrt(sum_t (t - tbar_b)^2)`` (``t`` the index of the state in its trajectory: equally
+  spaced times): the scatter of the per-trajectory straight-line trends, one degree of freedom
+  per trajectory, where a slow drift concentrates while white noise spreads evenly over all
+  ``n_b - 1``; ``trend_noise(sigma) = sum_bt w_bt^2 J_bt Sigma J_bt^T`` its noise part.
 
 Shapes: ``N`` states in all, ``F`` features, ``M`` phase dimension.
 """
@@ -33,6 +38,8 @@ class Scatter:
         jacobians: ``(N, F, M)``.
         deviations: ``(N,)`` squared distance of each state from its trajectory's mean state.
         within_weights, total_weights: ``(N,)`` the ``a_bt`` of the noise scatter.
+        trend: ``(F, F)``; trend_weights: ``(N,)`` the ``w_bt^2``; owners: ``(N,)`` the
+            trajectory of each state.
     """
 
     within: torch.Tensor
@@ -41,12 +48,20 @@ class Scatter:
     deviations: torch.Tensor
     within_weights: torch.Tensor
     total_weights: torch.Tensor
+    trend: torch.Tensor
+    trend_weights: torch.Tensor
+    owners: torch.Tensor
 
     def noise(self, sigma: torch.Tensor, total: bool = False) -> torch.Tensor:
         """``(F, F)`` expected noise scatter for per-coordinate noise ``sigma (M,)``."""
         a = self.total_weights if total else self.within_weights
         G = self.jacobians * sigma
         return torch.einsum("p,pfm,pgm->fg", a, G, G)
+
+    def trend_noise(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``(F, F)`` expected trend scatter of pure noise ``sigma (M,)``."""
+        G = self.jacobians * sigma
+        return torch.einsum("p,pfm,pgm->fg", self.trend_weights, G, G)
 
     def potential(self, sigma: torch.Tensor) -> torch.Tensor:
         """``(F, F)`` the drift yardstick ``P`` for noise ``sigma (M,)``."""
@@ -71,6 +86,19 @@ def scatter_matrices(trajectories: Sequence[torch.Tensor], features) -> Scatter:
     phi_w, phi_t = centred(phi), phi - phi.mean(dim=0)
     deviations = centred(states).pow(2).sum(-1)
     n = lengths[owner].to(states.dtype)
+    w = _trend_weights(lengths).to(states.dtype)
+    r = torch.zeros(len(trajectories), phi.shape[-1], dtype=phi.dtype)
+    r.index_add_(0, owner, w[:, None] * phi)
     return Scatter(within=phi_w.T @ phi_w, total=phi_t.T @ phi_t, jacobians=J,
                    deviations=deviations, within_weights=1.0 - 1.0 / n,
-                   total_weights=torch.full_like(n, 1.0 - 1.0 / states.shape[0]))
+                   total_weights=torch.full_like(n, 1.0 - 1.0 / states.shape[0]),
+                   trend=r.T @ r, trend_weights=w.square(), owners=owner)
+
+
+def _trend_weights(lengths: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` the ``w_bt``: each trajectory's centred state index, scaled to unit norm."""
+    parts = []
+    for n in lengths.tolist():
+        t = torch.arange(n, dtype=torch.float64) - 0.5 * (n - 1)
+        parts.append(t / t.square().sum().sqrt().clamp_min(1e-300))
+    return torch.cat(parts)
