@@ -31,8 +31,9 @@ from direct_benchmark import SYSTEMS, data  # noqa: E402
 
 from pyro_razor.atomic import write_text  # noqa: E402
 from pyro_razor.discovery.agreement import records_agreement  # noqa: E402
+from pyro_razor.discovery.direct import direct_estimate  # noqa: E402
 from pyro_razor.runs.discover import razor_decision, run_discovery  # noqa: E402
-from pyro_razor.systems.files import write_trajectories  # noqa: E402
+from pyro_razor.systems.files import read_trajectories, write_trajectories  # noqa: E402
 
 DEFAULT_SYSTEMS = [name for name, (system, _) in SYSTEMS.items() if system.phase_dim <= 4]
 
@@ -81,13 +82,17 @@ def redecide(path: Path, out: Path) -> list[dict]:
     """Decide every row of the results file ``path`` again from its trained run directory
     under ``out`` with the current test (:func:`~pyro_razor.runs.discover.razor_decision`, no
     training); the razor's count, outcome, algebra and its angles to the direct estimate's span
-    are replaced, the file rewritten."""
+    are replaced, and the direct estimate's outcome is taken again on the row's data file with
+    the current estimator (the razor itself stays as trained: started at the candidates of
+    the estimator that ran with it); the file is rewritten."""
     rows = _rows(path)
     for row in rows:
         run = out / f"{row['system']}_noise{row['noise']:g}"
         found, data, _, _ = razor_decision(run)
         direct = json.loads((run / "discovery.json").read_text())["direct"]["quantities"]
         agreement = records_agreement(found.quantities, direct, data.scaling)
+        trajectories = read_trajectories(out / f"{row['system']}_noise{row['noise']:g}.npz")
+        row.update(direct=direct_outcome(direct_estimate(trajectories.trajectories).to_json()))
         row.update(razor=found.n_found, razor_outcome=razor_outcome(found),
                    algebra=found.algebra["name"], angles_deg=agreement["angles_deg"])
     write_text(path, "".join(json.dumps(row) + "\n" for row in rows))

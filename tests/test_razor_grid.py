@@ -66,4 +66,10 @@ def test_one_run_answers_the_oscillator(grid, tmp_path):
     assert row["razor_outcome"] in {"0", "1"}
     assert set(row) >= {"razor", "razor_outcome", "algebra", "tested", "supported",
                         "angles_deg", "wall_s"}
+    results = tmp_path / "rows.jsonl"
+    results.write_text(json.dumps(dict(row, direct="stale", razor_outcome="stale")) + "\n")
+    (again,) = grid.redecide(results, tmp_path)
+    assert again["direct"] == "1" and again["razor_outcome"] == row["razor_outcome"]
+    assert again["wall_s"] == row["wall_s"]
+    assert json.loads(results.read_text()) == again
 
