@@ -10,12 +10,13 @@ quantities (:class:`~pyro_razor.models.polynomial_quantities.PolynomialQuantitie
 
 Unlike the affine quadratic flows, ``Phi^tau`` depends on the point, so it is recomputed at
 every vector-field evaluation. ``grad F`` comes from the network's fast path
-(:func:`~pyro_razor.models.fast_gradient.mlp_input_gradient`) and the transpose Jacobian
-product ``DPhi^T g`` from ``torch.autograd.grad`` through the numerical flow, with
-``create_graph=True`` when grad is enabled (training backpropagates through it to ``theta``,
-``eta`` and ``x``); under ``torch.no_grad`` (evaluation, rollouts) the product is taken in a
-local graph, in chunks of at most :data:`NO_GRAD_CHUNK` flowed points, and the result is
-detached.
+(:func:`~pyro_razor.models.fast_gradient.mlp_input_gradient`) and ``DPhi`` is propagated
+forward through the flow beside it (tangent-linear,
+:meth:`~pyro_razor.models.polynomial_quantities.PolynomialQuantities.flow_and_jacobian`), so
+the gradient is plain tensor arithmetic: training backpropagates through it once (no double
+backward through the flow), and under ``torch.no_grad`` (evaluation, rollouts) no graph is
+built at all; points are then taken in chunks of at most :data:`NO_GRAD_CHUNK` flowed points
+(``P x S x points``), which bounds the memory of the ``(M, M)`` Jacobians.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ class FlowSymmetrisedHamiltonian(SymmetrisedHamiltonian):
     Args:
         weights: per layer ``(P, out_l, in_l + 1)`` matrices ``[W_l b_l]``.
         activation: the network's hidden activation.
-        quantities: an object with ``phase_dim``, ``num_quantities`` and ``flow(x, tau)``
-            (``(..., M)``, ``(..., K)`` -> ``(..., M)``).
+        quantities: an object with ``phase_dim``, ``num_quantities``, ``flow(x, tau)``
+            (``(..., M)``, ``(..., K)`` -> ``(..., M)``) and ``flow_and_jacobian(x, tau)``
+            (the same and the ``(..., M, M)`` Jacobian).
         tau: ``(P, S, K)`` symmetry times (``(S, K)`` or ``(1, S, K)``: shared by all weight
             samples).
     """
@@ -103,10 +105,9 @@ class FlowSymmetrisedHamiltonian(SymmetrisedHamiltonian):
         return value.reshape(P, self.tau_samples, N).mean(1)
 
     def _flowed_value_and_gradient(self, x: torch.Tensor, with_value: bool):
-        """``(H_hat or None, grad H_hat)`` at ``(P, N, M)`` points: the flow is run in a graph
-        that reaches ``x`` (a fresh leaf when ``x`` has none), and ``DPhi^T grad F`` is one
-        ``autograd.grad`` call, differentiable itself exactly when grad is enabled (else taken
-        in chunks of points and detached)."""
+        """``(H_hat or None, grad H_hat)`` at ``(P, N, M)`` points, ``grad H_hat = 1/S sum_s
+        DPhi_s^T grad F(Phi_s(x))`` with ``DPhi`` from the flow's tangent-linear pass
+        (in chunks of points when grad is disabled)."""
         P, N, M = x.shape
         chunk = max(1, NO_GRAD_CHUNK // (P * self.tau_samples))
         if torch.is_grad_enabled() or N <= chunk:
@@ -116,21 +117,15 @@ class FlowSymmetrisedHamiltonian(SymmetrisedHamiltonian):
         return value, torch.cat([g for _, g in parts], dim=1)
 
     def _flowed_chunk(self, x: torch.Tensor, with_value: bool):
-        create = torch.is_grad_enabled()
         P, N, M = x.shape
         S = self.tau_samples
-        with torch.enable_grad():
-            leaf = x if (create and x.requires_grad) else x.detach().requires_grad_(True)
-            z = self.flowed_points(leaf).reshape(P, S * N, M)
-            zin = z if create else z.detach()
-            if with_value:
-                value, g = mlp_value_and_input_gradient(self.weights, zin, self.activation)
-                value = value.reshape(P, S, N).mean(1)
-            else:
-                value, g = None, mlp_input_gradient(self.weights, zin, self.activation)
-            (grad,) = torch.autograd.grad(z, leaf, grad_outputs=g, create_graph=create)
-        grad = grad / S
-        if not create:
-            grad = grad.detach()
-            value = None if value is None else value.detach()
+        z, D = self.quantities.flow_and_jacobian(x[:, None].expand(P, S, N, M),
+                                                 self.tau[:, :, None, :])
+        z = z.reshape(P, S * N, M)
+        if with_value:
+            value, g = mlp_value_and_input_gradient(self.weights, z, self.activation)
+            value = value.reshape(P, S, N).mean(1)
+        else:
+            value, g = None, mlp_input_gradient(self.weights, z, self.activation)
+        grad = torch.einsum("psnij,psni->pnj", D, g.reshape(P, S, N, M)) / S
         return value, grad

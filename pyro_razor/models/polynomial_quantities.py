@@ -36,14 +36,13 @@ flow: ``n (1 + iterations)`` gradient evaluations of ``C_tau``.
 from __future__ import annotations
 
 import math
-from functools import reduce
 from itertools import combinations_with_replacement
-from operator import mul
 
 import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
+from pyro_razor.models import polynomial_flow
 from pyro_razor.models.flow_hamiltonian import FlowSymmetrisedHamiltonian
 from pyro_razor.symmetry import check_phase_dim
 
@@ -129,6 +128,9 @@ class PolynomialQuantities(PyroModule):
         flow_steps: implicit-midpoint sub-steps ``n`` of the time-1 flow.
         flow_iterations: fixed-point corrections per sub-step.
         max_speed: ``v``, a speed limit of the flow (``None``: none), see :meth:`flow_field`.
+        compile_flow: run the training step's flows and Jacobians through ``torch.compile``
+            (:func:`~pyro_razor.models.polynomial_flow.flow_and_jacobian`; evaluation under
+            ``torch.no_grad`` stays eager).
     """
 
     family = "polynomial"
@@ -144,6 +146,7 @@ class PolynomialQuantities(PyroModule):
         flow_steps: int = 8,
         flow_iterations: int = 2,
         max_speed: float | None = None,
+        compile_flow: bool = False,
     ) -> None:
         super().__init__()
         check_phase_dim(phase_dim)
@@ -159,6 +162,7 @@ class PolynomialQuantities(PyroModule):
         if max_speed is not None and not (max_speed > 0 and math.isfinite(max_speed)):
             raise ValueError(f"max_speed must be positive and finite or None, got {max_speed}")
         self.max_speed = None if max_speed is None else float(max_speed)
+        self.compile_flow = bool(compile_flow)
         M, K = phase_dim, num_quantities
         E = monomial_exponents(M, degree)
         F = E.shape[0]
@@ -180,6 +184,8 @@ class PolynomialQuantities(PyroModule):
         self.register_buffer("_value_index", E + offset, persistent=False)  # (F, M)
         self.register_buffer("_lower_index", lower + offset, persistent=False)  # (F', M)
         self.register_buffer("_lowering", _lowering(E, lower), persistent=False)  # (M, F, F')
+        # d psi_g / d x_j = e_gj psi_g' within the lower monomials themselves: (M, F', F')
+        self.register_buffer("_lower_lowering", _lowering(lower, lower), persistent=False)
 
     @property
     def num_monomials(self) -> int:
@@ -195,20 +201,13 @@ class PolynomialQuantities(PyroModule):
         return self.eta.device
 
     # ----------------------------------------------------------------- monomials
-    def _powers(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., M (D+1))`` table of ``x_i^e``, ``e = 0..D``, flattened coordinate-major."""
-        powers = [torch.ones_like(x)]
-        for _ in range(self.degree):
-            powers.append(powers[-1] * x)
-        return torch.stack(powers, dim=-1).flatten(-2)
-
     def monomials(self, x: torch.Tensor) -> torch.Tensor:
         """``phi(x)``: ``(..., M)`` points -> ``(..., F)`` monomial values."""
-        return reduce(mul, self._powers(x)[..., self._value_index].unbind(-1))
+        return polynomial_flow.lower_monomials(x, self._value_index, self.degree)
 
     def lower_monomials(self, x: torch.Tensor) -> torch.Tensor:
         """``psi(x)``, the monomials of degree ``0..D-1``: ``(..., M)`` -> ``(..., F')``."""
-        return reduce(mul, self._powers(x)[..., self._lower_index].unbind(-1))
+        return polynomial_flow.lower_monomials(x, self._lower_index, self.degree)
 
     def monomial_gradients(self, x: torch.Tensor) -> torch.Tensor:
         """``d phi_f / d x_j``: ``(..., M)`` points -> ``(..., M, F)``."""
@@ -248,12 +247,8 @@ class PolynomialQuantities(PyroModule):
         fixed-point iterate moves a point by at most ``h v`` and stays finite. The limit
         changes the flow only where ``|f|`` approaches ``v`` (relatively by ``|f|^2 / 2v^2``),
         and the flow is no longer symplectic there."""
-        grad = (self.lower_monomials(x)[..., None, :] * L).sum(-1)
-        d = self.phase_dim // 2
-        f = torch.cat([grad[..., d:], -grad[..., :d]], dim=-1)
-        if self.max_speed is None:
-            return f
-        return f * torch.rsqrt(1.0 + f.square().sum(-1, keepdim=True) / self.max_speed**2)
+        return polynomial_flow.flow_field(x, L, self._lower_index, self.degree,
+                                          self.max_speed)
 
     def flow(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """``Phi^tau(x)``, the time-1 flow of ``C_tau`` by ``flow_steps`` implicit-midpoint
@@ -271,14 +266,26 @@ class PolynomialQuantities(PyroModule):
     def flow_of(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """The time-1 implicit-midpoint flow of ``C = c . phi`` for coefficients ``c (...,
         F)`` broadcastable against ``x (..., M)``'s batch dims -> ``(..., M)``."""
+        return polynomial_flow.midpoint_flow(x, self.gradient_matrix(c), self._lower_index,
+                                             self.degree, self.max_speed, self.flow_steps,
+                                             self.flow_iterations)
+
+    def flow_and_jacobian(self, x: torch.Tensor, tau: torch.Tensor):
+        """``(Phi^tau(x), DPhi^tau(x))``: :meth:`flow` (the same operations, the same values)
+        and its Jacobian ``(..., M, M)``, ``D[i, j] = d Phi_i / d x_j``, propagated through
+        every sub-step and fixed-point correction (tangent-linear: ``Y = T + h Df(m) (T +
+        Y) / 2`` beside ``y = x + h f(m)``), so ``grad (F o Phi) = D^T grad F`` needs no
+        backward pass through the flow."""
+        return self.flow_and_jacobian_of(x, self.combined(tau))
+
+    def flow_and_jacobian_of(self, x: torch.Tensor, c: torch.Tensor):
+        """:meth:`flow_and_jacobian` for coefficients ``c (..., F)`` (as :meth:`flow_of`)."""
         L = self.gradient_matrix(c)
-        h = 1.0 / self.flow_steps
-        for _ in range(self.flow_steps):
-            y = x + h * self.flow_field(x, L)
-            for _ in range(self.flow_iterations):
-                y = x + h * self.flow_field(0.5 * (x + y), L)
-            x = y
-        return x
+        # Hess C(x)[i, j] = sum_h Hc[i, j, h] psi_h(x), from grad C = L psi
+        Hc = torch.einsum("...ig,jgh->...ijh", L, self._lower_lowering.to(L))
+        return polynomial_flow.flow_and_jacobian(
+            x, L, Hc, self._lower_index, self.degree, self.max_speed, self.flow_steps,
+            self.flow_iterations, compiled=self.compile_flow)
 
     def generators(self) -> torch.Tensor:
         """Refused: a polynomial quantity's flow is non-linear and has no generator matrix."""

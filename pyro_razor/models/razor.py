@@ -169,13 +169,16 @@ class NoetherRazorModel(PyroModule):
         init: torch.Tensor | None = None,
         flow_steps: int = 8,
         max_speed: float | None = 10.0,
+        compile_flow: bool = False,
         **kwargs,
     ) -> NoetherRazorModel:
         """``K = num_quantities`` learnable polynomial quantities of degree ``<= degree`` with
         numerically integrated flows, at most ``max_speed`` fast (started at ``init (K, F)`` if
-        given, see :class:`PolynomialQuantities`)."""
+        given; ``compile_flow``: the training step's flows through ``torch.compile``; see
+        :class:`PolynomialQuantities`)."""
         quantities = PolynomialQuantities(phase_dim, num_quantities, degree, init_std, generator,
-                                          init, flow_steps=flow_steps, max_speed=max_speed)
+                                          init, flow_steps=flow_steps, max_speed=max_speed,
+                                          compile_flow=compile_flow)
         return cls(phase_dim, dt, quantities=quantities, **kwargs)
 
     @classmethod

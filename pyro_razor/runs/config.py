@@ -254,6 +254,10 @@ class ModelConfig:
         quantity_max_speed: ``"polynomial"`` only: the flows' speed limit ``v`` (the same
             orbits, at most ``v`` fast: a cubic or quartic flow can otherwise leave every
             bounded region in finite time); 0: no limit.
+        quantity_compile: ``"polynomial"`` only: run the training step's flows through
+            ``torch.compile`` (one fused graph; about 2.4x faster per step on the quartic quick
+            config, after a one-time compilation of about a minute, cached on disk; evaluation
+            stays eager; falls back to eager with a warning if compilation fails).
         eta_init: where the learned quantities start: ``"normal"`` (``W, b ~ N(0,
             eta_init_std^2)``, 0: identity flow) or ``"direct"`` (the direct estimate's
             candidates on the training data, each at unit flow speed, the rest at zero:
@@ -283,6 +287,7 @@ class ModelConfig:
     quantity_degree: int = 4
     quantity_flow_steps: int = 8
     quantity_max_speed: float = 10.0
+    quantity_compile: bool = False
     eta_init: Literal["normal", "direct"] = "normal"
     eta_init_std: float = 0.0
     eta_seed: int = 0

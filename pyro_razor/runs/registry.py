@@ -100,7 +100,8 @@ def _polynomial(M: int, mc, init) -> PolynomialQuantities:
     return PolynomialQuantities(M, mc.num_quantities, mc.quantity_degree, mc.eta_init_std,
                                 torch.Generator().manual_seed(mc.eta_seed), init,
                                 flow_steps=mc.quantity_flow_steps,
-                                max_speed=mc.quantity_max_speed or None)
+                                max_speed=mc.quantity_max_speed or None,
+                                compile_flow=mc.quantity_compile)
 
 
 QUANTITY_FAMILIES: Registry[Callable] = Registry(
