@@ -3,6 +3,7 @@ the family switch of the model and config, and (slow) the quartic quick config."
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import warnings
@@ -370,6 +371,27 @@ def test_quartic_polynomial_quick_learns_a_quartic_law_and_beats_vanilla(monkeyp
     eta = model.quantities.eta.detach().double()[0]
     eta = eta / eta[names.index("p^2")]
     assert float(eta[names.index("q^4")]) == pytest.approx(0.5, abs=0.15)
+
+
+def test_a_polynomial_run_writes_its_learned_coefficients(tmp_path, monkeypatch):
+    """``run`` of the quartic quick config, cut to 2 epochs and a small evaluation, goes through
+    training, evaluation, rollouts and analysis and writes ``learned/quantities.json`` (the
+    polynomial record, in place of the generator analysis). This path failed before with
+    'unknown run file' (found by the first full run of the config)."""
+    from pyro_razor.configio import replace_path
+    from pyro_razor.runs import load_experiment, run_experiment
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS.parent))
+    config = load_experiment(QUICK)
+    for path, value in (("variants", ("learned",)), ("train.epochs", 2),
+                        ("model.quantity_compile", False), ("data.n_test", 3),
+                        ("evaluation.num_samples", 2), ("evaluation.tau_samples", 4),
+                        ("evaluation.rollout_trajectories", 2), ("evaluation.grid", 11)):
+        config = replace_path(config, path, value)
+    run_experiment(config, tmp_path / "run", progress=False, figures=False)
+    record = json.loads((tmp_path / "run" / "learned" / "quantities.json").read_text())
+    assert len(record["monomials"]) == 14 and record["monomials"][-5] == "q1^4"
+    assert not (tmp_path / "run" / "learned" / "symmetry.json").exists()
 
 
 def test_polynomial_record_names_every_coefficient_and_scales_each_law():

@@ -63,7 +63,8 @@ class RunDir:
     """
 
     VARIANT_FILES = ("checkpoint.pt", "history.csv", "metrics.json", "longterm.json",
-                     "symmetry.json", "generators.pt", "ppc.json", "ppc.nc", "ppc_train.nc")
+                     "symmetry.json", "generators.pt", "quantities.json", "ppc.json", "ppc.nc",
+                     "ppc_train.nc")
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
