@@ -49,6 +49,7 @@ from pyro_razor.systems.units import fit_scaling
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the direct benchmark beside it
 from direct_benchmark import outcome  # noqa: E402
+from nonlinear_systems import energy_shell, henon_heiles_energy  # noqa: E402
 
 F64 = torch.float64
 B, N_POINTS = 30, 21
@@ -58,11 +59,6 @@ B, N_POINTS = 30, 21
 
 def quartic_energy(x):
     return 0.5 * x[..., 1] ** 2 + 0.25 * x[..., 0] ** 4
-
-
-def henon_heiles_energy(x):
-    q1, q2, p1, p2 = x.unbind(-1)
-    return 0.5 * (p1**2 + p2**2 + q1**2 + q2**2) + q1**2 * q2 - q2**3 / 3
 
 
 def pendulum_energy(x):
@@ -98,24 +94,6 @@ def toda_laws(x):
     e = toda_exponentials(q)
     I3 = (p**3).sum(-1) / 3 + ((p + torch.roll(p, -1, dims=-1)) * e).sum(-1)
     return torch.stack([p.sum(-1), toda_energy(x), I3], -1)
-
-
-def energy_shell(low: float, high: float):
-    """Hénon–Heiles initial conditions with energies uniform in ``[low, high]``."""
-    def sample(n, g):
-        out = []
-        while len(out) < n:
-            E = low + (high - low) * float(torch.rand(1, generator=g, dtype=F64))
-            q = 0.5 * (2 * torch.rand(2, generator=g, dtype=F64) - 1)
-            V = float(henon_heiles_energy(torch.cat([q, torch.zeros(2, dtype=F64)])))
-            if V >= 0.9 * E:
-                continue
-            angle = 2 * math.pi * float(torch.rand(1, generator=g, dtype=F64))
-            speed = math.sqrt(2 * (E - V))
-            out.append(torch.cat([q, torch.tensor([speed * math.cos(angle),
-                                                   speed * math.sin(angle)], dtype=F64)]))
-        return torch.stack(out)
-    return sample
 
 
 def kepler_orbits(n, g):
