@@ -55,33 +55,30 @@ def powers_table(x: torch.Tensor, degree: int) -> torch.Tensor:
 
 def lower_monomials(x: torch.Tensor, index: torch.Tensor, degree: int) -> torch.Tensor:
     """The monomials whose exponents, offset into :func:`powers_table`, are ``index (G, M)``:
-    ``(..., M)`` -> ``(..., G)``."""
-    return reduce(mul, powers_table(x, degree)[..., index].unbind(-1))
+    ``(..., M)`` -> ``(..., G)`` (``index_select``, whose backward is a fast ``index_add``,
+    rather than advanced indexing, whose backward is a serial accumulate)."""
+    table = torch.index_select(powers_table(x, degree), -1, index.flatten())
+    return reduce(mul, table.unflatten(-1, tuple(index.shape)).unbind(-1))
 
 
 def _symplectic(v: torch.Tensor, dim: int) -> torch.Tensor:
-    """``J v`` along ``dim`` (``J = [[0, I], [-I, 0]]``)."""
+    """``J v`` along ``dim`` (``J = [[0, I], [-I, 0]]``): exact (a signed permutation), so it
+    may be applied to ``L`` and ``Hc`` once per flow instead of to every field value."""
     d = v.shape[dim] // 2
     return torch.cat([v.narrow(dim, d, d), -v.narrow(dim, 0, d)], dim=dim)
 
 
-def _limited(f: torch.Tensor, max_speed: float | None) -> torch.Tensor:
+def _field(psi, JL, max_speed: float | None) -> torch.Tensor:
+    f = torch.einsum("...g,...ig->...i", psi, JL)
     if max_speed is None:
         return f
     return f * torch.rsqrt(1.0 + f.square().sum(-1, keepdim=True) / max_speed**2)
 
 
-def flow_field(x, L, index, degree: int, max_speed: float | None) -> torch.Tensor:
-    """``f = J L psi(x)``, speed-limited: ``(..., M)``."""
-    grad = (lower_monomials(x, index, degree)[..., None, :] * L).sum(-1)
-    return _limited(_symplectic(grad, -1), max_speed)
-
-
-def field_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | None):
-    """``(f, Df)``: :func:`flow_field` and its Jacobian ``(..., M, M)``."""
-    psi = lower_monomials(x, index, degree)
-    f = _symplectic((psi[..., None, :] * L).sum(-1), -1)
-    Df = _symplectic((psi[..., None, None, :] * Hc).sum(-1), -2)
+def _field_and_jacobian(psi, JL, JHc, max_speed: float | None):
+    # einsum contracts the monomial axis without materialising the broadcast product
+    f = torch.einsum("...g,...ig->...i", psi, JL)
+    Df = torch.einsum("...h,...ijh->...ij", psi, JHc)
     if max_speed is None:
         return f, Df
     r = torch.rsqrt(1.0 + f.square().sum(-1, keepdim=True) / max_speed**2)
@@ -90,14 +87,29 @@ def field_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | None):
     return f * r, Df
 
 
+def flow_field(x, L, index, degree: int, max_speed: float | None) -> torch.Tensor:
+    """``f = J L psi(x)``, speed-limited: ``(..., M)``."""
+    return _field(lower_monomials(x, index, degree), _symplectic(L, -2), max_speed)
+
+
+def field_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | None):
+    """``(f, Df)``: :func:`flow_field` and its Jacobian ``(..., M, M)``."""
+    return _field_and_jacobian(lower_monomials(x, index, degree), _symplectic(L, -2),
+                               _symplectic(Hc, -3), max_speed)
+
+
 def midpoint_flow(x, L, index, degree: int, max_speed: float | None, steps: int,
                   iterations: int) -> torch.Tensor:
     """``Phi(x)``, the time-1 implicit-midpoint flow of the field ``J L psi``."""
-    h = 1.0 / steps
+    JL, h = _symplectic(L, -2), 1.0 / steps
+
+    def field(z):
+        return _field(lower_monomials(z, index, degree), JL, max_speed)
+
     for _ in range(steps):
-        y = x + h * flow_field(x, L, index, degree, max_speed)
+        y = x + h * field(x)
         for _ in range(iterations):
-            y = x + h * flow_field(0.5 * (x + y), L, index, degree, max_speed)
+            y = x + h * field(0.5 * (x + y))
         x = y
     return x
 
@@ -108,18 +120,22 @@ def midpoint_flow_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | 
     Jacobians ``DPhi[i, j] = d Phi_i / d x_j``."""
     M = x.shape[-1]
     T = torch.eye(M, dtype=x.dtype, device=x.device).expand(*x.shape, M)
-    h = 1.0 / steps
+    JL, JHc, h = _symplectic(L, -2), _symplectic(Hc, -3), 1.0 / steps
+
+    def field(z):
+        return _field_and_jacobian(lower_monomials(z, index, degree), JL, JHc, max_speed)
+
     for _ in range(steps):
-        f, Df = field_and_jacobian(x, L, Hc, index, degree, max_speed)
+        f, Df = field(x)
         y, Y = x + h * f, T + h * (Df @ T)
         for _ in range(iterations):
-            f, Df = field_and_jacobian(0.5 * (x + y), L, Hc, index, degree, max_speed)
+            f, Df = field(0.5 * (x + y))
             y, Y = x + h * f, T + h * (Df @ (0.5 * (T + Y)))
         x, T = y, Y
     return x, T
 
 
-_COMPILED = {"function": None, "failed": False}
+_COMPILED = {"function": None, "failed": False, "verified": set()}
 
 
 def _compiled():
@@ -129,15 +145,36 @@ def _compiled():
     return _COMPILED["function"]
 
 
+def _signature(args) -> tuple:
+    return tuple((tuple(a.shape), a.dtype, a.device, a.requires_grad)
+                 if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def _run_compiled(args):
+    """The compiled function on ``args``; the first time for a signature (shapes, dtypes,
+    which inputs need gradients) it is first run on detached copies and differentiated, so
+    that a failure to compile the *backward* (compiled lazily, inside the caller's
+    ``backward()``, where it could not be caught) shows here."""
+    function, key = _compiled(), _signature(args)
+    if key not in _COMPILED["verified"]:
+        probe = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor)
+                 else a for a in args]
+        z, D = function(*probe)
+        if z.requires_grad or D.requires_grad:
+            (z.sum() + D.sum()).backward()
+        _COMPILED["verified"].add(key)
+    return function(*args)
+
+
 def flow_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | None, steps: int,
                       iterations: int, compiled: bool = False):
     """:func:`midpoint_flow_and_jacobian`, through ``torch.compile`` when ``compiled`` and grad
     is enabled (module docstring); the eager function otherwise or after a failed
-    compilation."""
+    compilation (forward or backward)."""
     args = (x, L, Hc, index, degree, max_speed, steps, iterations)
     if compiled and torch.is_grad_enabled() and not _COMPILED["failed"]:
         try:
-            return _compiled()(*args)
+            return _run_compiled(args)
         except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
             _COMPILED["failed"] = True
             warnings.warn(f"torch.compile of the polynomial flow failed ({type(exc).__name__}: "
