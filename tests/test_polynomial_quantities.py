@@ -243,6 +243,40 @@ def test_compiled_flow_gives_the_eager_training_steps():
     assert float((eta - polynomial_model(flow_steps=1).quantities.eta.detach()).abs().max()) > 1e-4
 
 
+def test_a_compiler_failure_in_the_backward_falls_back_to_the_eager_flow(monkeypatch):
+    """A compiled flow whose backward fails (as torch 2.13's inductor does on the Hénon–Heiles
+    config) is caught by the first-use probe: one warning, then the eager flow's values and
+    gradients, and no further compiled calls."""
+    from pyro_razor.models import polynomial_flow
+
+    class _BrokenBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise UnboundLocalError("cannot access local variable 'buf21'")
+
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        z, D = polynomial_flow.midpoint_flow_and_jacobian(*args)
+        return _BrokenBackward.apply(z), D
+
+    monkeypatch.setattr(polynomial_flow, "_COMPILED",
+                        {"function": broken, "failed": False, "verified": set()})
+    Q = quantities(K=1, flow_steps=2, compile_flow=True)
+    x, tau = torch.randn(3, 2, dtype=DT, requires_grad=True), torch.randn(3, 1, dtype=DT)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the polynomial flow failed"):
+        z, D = Q.flow_and_jacobian(x, tau)
+    (z.sum() + D.sum()).backward()
+    assert torch.equal(z, Q.flow(x, tau)) and torch.isfinite(x.grad).all()
+    Q.flow_and_jacobian(x, tau)
+    assert len(calls) == 1 and polynomial_flow._COMPILED["failed"]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("guide_kind", ["matrix_normal", "auto_normal"])
 def test_polynomial_model_takes_an_svi_step_with_either_guide(guide_kind, seed):
