@@ -17,7 +17,7 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.optim import Adam
 from sho_data import sho_transitions
 
-from pyro_razor.configio import ConfigError
+from pyro_razor.configio import ConfigError, replace_path
 from pyro_razor.guides import MatrixNormalGuide
 from pyro_razor.models import (
     FlowSymmetrisedHamiltonian,
@@ -412,7 +412,6 @@ def test_a_polynomial_run_writes_its_learned_coefficients(tmp_path, monkeypatch)
     training, evaluation, rollouts and analysis and writes ``learned/quantities.json`` (the
     polynomial record, in place of the generator analysis). This path failed before with
     'unknown run file' (found by the first full run of the config)."""
-    from pyro_razor.configio import replace_path
     from pyro_razor.runs import load_experiment, run_experiment
 
     monkeypatch.syspath_prepend(str(EXPERIMENTS.parent))
@@ -426,6 +425,34 @@ def test_a_polynomial_run_writes_its_learned_coefficients(tmp_path, monkeypatch)
     record = json.loads((tmp_path / "run" / "learned" / "quantities.json").read_text())
     assert len(record["monomials"]) == 14 and record["monomials"][-5] == "q1^4"
     assert not (tmp_path / "run" / "learned" / "symmetry.json").exists()
+
+
+def test_direct_start_of_a_polynomial_family_is_the_energy_at_unit_speed(monkeypatch):
+    """``model.eta_init = "direct"`` with degree-4 polynomial quantities: the quartic quick
+    data's direct estimate of degree 4, rewritten in the model's monomials, starts the first
+    quantity at the energy (q^4 : p^2 = 0.5 : 1, every other coefficient below 1e-6 of p^2)
+    with unit flow speed on the training states; an estimate of too high a degree is
+    refused."""
+    from pyro_razor.discovery.candidates import polynomial_candidates
+    from pyro_razor.discovery.direct import direct_estimate
+    from pyro_razor.runs import load_experiment
+    from pyro_razor.runs.data import RunData
+    from pyro_razor.runs.variants import fresh_variant
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS.parent))
+    config = replace_path(load_experiment(QUICK), "model.eta_init", "direct")
+    data = RunData.load(config.data, "cpu", config.torch_dtype)
+    model, _ = fresh_variant(config, "learned", data.system, "cpu", data.states, data.next_states)
+    eta = model.quantities.eta.detach().to(DT)[0]
+    names = monomial_names(["q", "p"], 4)
+    relative = eta / eta[names.index("p^2")]
+    assert float(relative[names.index("q^4")]) == pytest.approx(0.5, abs=1e-4)
+    others = [i for i, n in enumerate(names) if n not in ("q^4", "p^2")]
+    assert float(relative[others].abs().max()) < 1e-4
+    speed = model.quantities.to(DT).gradients(data.train.to(DT).reshape(-1, 2))
+    assert float(speed.pow(2).sum(-1).mean().sqrt()) == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(ValueError, match="degree <= 2"):
+        polynomial_candidates(direct_estimate(data.train, degree=4), data.train, 2)
 
 
 def test_polynomial_record_names_every_coefficient_and_scales_each_law():

@@ -36,6 +36,7 @@ __all__ = [
     "candidate_quantities",
     "direct_start",
     "flow_speed",
+    "polynomial_candidates",
 ]
 
 F64 = torch.float64
@@ -96,3 +97,39 @@ def direct_start(trajectories: torch.Tensor, num_quantities: int, *, alpha: floa
     A, b = torch.zeros(K, M, M, dtype=F64), torch.zeros(K, M, dtype=F64)
     A[:min(L, K)], b[:min(L, K)] = A0[:K], b0[:K]
     return A, b, list(estimate.kinds)
+
+
+def polynomial_candidates(estimate: DirectEstimate, states: torch.Tensor,
+                          degree: int) -> torch.Tensor:
+    """The reported quantities of a monomial direct estimate (``direct_estimate(...,
+    degree=degree)``, any degree) as ``(L, F)`` coefficients of
+    :class:`~pyro_razor.models.PolynomialQuantities` of ``degree`` in the units of ``states
+    (N, M)``, each scaled to unit flow speed ``(mean |J grad C|^2)^(1/2) = 1`` on ``states``
+    (zero when it does not move them).
+
+    The estimate's quantities are polynomials of the standardised states; rewritten in the
+    states' own monomials by a least-squares fit on ``states`` (with a constant, then dropped),
+    exact up to rounding when the states determine a degree-``degree`` polynomial (checked:
+    relative residual below 1e-6).
+    """
+    from pyro_razor.models.polynomial_quantities import PolynomialQuantities
+
+    if getattr(estimate.features, "degree", None) is None or estimate.features.degree > degree:
+        raise ValueError("polynomial_candidates: needs a monomial direct estimate of degree <= "
+                         f"{degree}, got features {type(estimate.features).__name__}")
+    x = states.reshape(-1, states.shape[-1]).to(F64)
+    phi, _ = estimate.features(estimate.scaling.to_scaled(x))
+    values = phi @ estimate.coefficients.to(F64).T  # (N, L)
+    basis = PolynomialQuantities(x.shape[-1], 1, degree).to(F64)
+    design = torch.cat([basis.monomials(x), torch.ones_like(x[:, :1])], dim=1)
+    fit = torch.linalg.lstsq(design, values).solution
+    residual = (design @ fit - values).norm() / values.norm().clamp_min(1e-300)
+    if residual > 1e-6:
+        raise ValueError(f"polynomial_candidates: the states do not determine the degree-{degree}"
+                         f" quantities (relative fit residual {float(residual):.2g}); give more "
+                         "states")
+    eta = fit[:-1].T.contiguous()  # (L, F)
+    basis = PolynomialQuantities(x.shape[-1], eta.shape[0], degree, init=eta).to(F64)
+    speed = basis.gradients(x).pow(2).sum(-1).mean(0).sqrt()  # (L,): |J v| = |v|
+    factor = torch.where(speed > MIN_SPEED, 1.0 / speed.clamp_min(MIN_SPEED), 0.0)
+    return eta * factor[:, None]

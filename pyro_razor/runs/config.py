@@ -261,7 +261,9 @@ class ModelConfig:
         eta_init: where the learned quantities start: ``"normal"`` (``W, b ~ N(0,
             eta_init_std^2)``, 0: identity flow) or ``"direct"`` (the direct estimate's
             candidates on the training data, each at unit flow speed, the rest at zero:
-            :func:`~pyro_razor.discovery.candidates.direct_start`).
+            :func:`~pyro_razor.discovery.candidates.direct_start`; for polynomial quantities
+            of degree 3-4 the direct estimate of that degree,
+            :func:`~pyro_razor.discovery.candidates.polynomial_candidates`).
         eta_init_std: the standard deviation of the ``"normal"`` start.
         eta_seed: seed of that initialisation.
     """

@@ -19,7 +19,8 @@ from pyro.infer.autoguide import (
     AutoNormal,
 )
 
-from pyro_razor.discovery.candidates import direct_start
+from pyro_razor.discovery.candidates import direct_start, polynomial_candidates
+from pyro_razor.discovery.direct import direct_estimate
 from pyro_razor.guides import MatrixNormalGuide
 from pyro_razor.integrators import METHODS
 from pyro_razor.models import (
@@ -94,7 +95,7 @@ def _quadratic(M: int, mc, init) -> LearnedQuantities:
 
 
 def _polynomial(M: int, mc, init) -> PolynomialQuantities:
-    if init is not None:
+    if isinstance(init, tuple):
         A, b = (torch.as_tensor(t, dtype=torch.get_default_dtype()) for t in init)
         init = quadratic_coefficients(A, b, mc.quantity_degree)
     return PolynomialQuantities(M, mc.num_quantities, mc.quantity_degree, mc.eta_init_std,
@@ -108,17 +109,31 @@ QUANTITY_FAMILIES: Registry[Callable] = Registry(
     "quantity family", {"quadratic": _quadratic, "polynomial": _polynomial},
 )
 """The learned variant's quantities: ``builder(M, model_config, init)`` with ``init`` the
-eta start's ``(A, b)`` or ``None``: ``"quadratic"`` (:class:`LearnedQuantities`, exact
-affine flows) or ``"polynomial"`` (:class:`PolynomialQuantities` of degree
-``quantity_degree``, a quadratic start embedded in its monomial basis)."""
+eta start's ``(A, b)``, ``(K, F)`` polynomial coefficients or ``None``: ``"quadratic"``
+(:class:`LearnedQuantities`, exact affine flows) or ``"polynomial"``
+(:class:`PolynomialQuantities` of degree ``quantity_degree``, a quadratic start embedded in
+its monomial basis)."""
 
 
 def _direct_start(model_config, trajectories):
     if trajectories is None or trajectories.dim() != 3:
         raise ValueError("model.eta_init = 'direct' needs the training trajectories "
                          "(B, n, M) to start from; build the model with them")
+    if model_config.quantity_family == "polynomial" and model_config.quantity_degree > 2:
+        return _polynomial_direct_start(model_config, trajectories)
     A, b, _ = direct_start(trajectories, model_config.num_quantities)
     return A, b
+
+
+def _polynomial_direct_start(model_config, trajectories) -> torch.Tensor:
+    """``(K, F)``: the direct estimate of the quantities' own degree on the training
+    trajectories, its first ``K`` reported quantities at unit flow speed, the rest zero."""
+    degree, K = model_config.quantity_degree, model_config.num_quantities
+    x = trajectories.detach().to("cpu", torch.float64)
+    found = polynomial_candidates(direct_estimate(x, degree=degree), x, degree)
+    eta = torch.zeros(K, found.shape[1], dtype=torch.float64)
+    eta[: min(K, found.shape[0])] = found[:K]
+    return eta.to(torch.get_default_dtype())  # as the quadratic start: the model's .to follows
 
 
 ETA_STARTS: Registry[Callable] = Registry(
