@@ -13,8 +13,9 @@ from pyro_razor.discovery.calibration import max_eigenvalue_quantile, min_eigenv
 from pyro_razor.discovery.features import MonomialFeatures, feature_count
 from pyro_razor.discovery.formulas import monomials
 from pyro_razor.discovery.noise import estimate_noise, known_noise
-from pyro_razor.discovery.scatter import scatter_matrices
+from pyro_razor.discovery.scatter import generalised_eigh, scatter_matrices
 from pyro_razor.discovery.trajectories import as_trajectory_list
+from pyro_razor.discovery.trend import trend_degrees_of_freedom
 
 F64 = torch.float64
 
@@ -127,6 +128,27 @@ def test_trend_noise_scatter_is_the_expected_trend_of_pure_noise():
     s = scatter_matrices(list(centre.expand(20, 9, 2)), features)
     expected, mean = s.trend_noise(sigma).diagonal(), torch.stack(draws).mean(0).diagonal()
     assert (mean / expected).numpy() == pytest.approx(np.ones(5), rel=0.05)
+
+
+def test_generalised_eigh_and_direction_gradients():
+    """``generalised_eigh`` solves ``A v = mu B v`` ascending with ``v^T B v = 1``; a scatter's
+    ``gradients(V)`` are ``V^T J`` at every state; the trend test's degrees of freedom for
+    linear features and equal noise are one per trajectory."""
+    g = torch.Generator().manual_seed(3)
+    X, Y = (torch.randn(6, 4, generator=g, dtype=F64).numpy() for _ in range(2))
+    A, B = X @ X.T, Y @ Y.T + np.eye(6)
+    mu, V = generalised_eigh(A, B)
+    assert np.all(np.diff(mu) >= 0)
+    assert A @ V == pytest.approx(B @ V * mu, abs=1e-9)
+    assert V.T @ B @ V == pytest.approx(np.eye(6), abs=1e-9)
+    xs = [torch.randn(5, 2, generator=g, dtype=F64) for _ in range(4)]
+    s = scatter_matrices(xs, MonomialFeatures(2, 2))
+    C = torch.randn(5, 2, generator=g, dtype=F64).numpy()
+    expected = torch.einsum("pfm,fk->pkm", s.jacobians, torch.from_numpy(C))
+    assert torch.equal(s.gradients(C), expected)
+    linear = scatter_matrices(xs, MonomialFeatures(2, 1))
+    dof = trend_degrees_of_freedom(linear, np.eye(2), torch.tensor([0.1, 0.1], dtype=F64))
+    assert dof == pytest.approx([4.0, 4.0])
 
 
 def test_trajectory_checks_name_the_problem():

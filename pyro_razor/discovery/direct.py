@@ -29,14 +29,11 @@ Three counts, each from a stated test at level ``alpha`` (default 0.05):
    quantile of ``lambda_max(Wishart_j(nu)/nu)`` and ``nu_j`` the Satterthwaite degrees of
    freedom of the first ``j`` directions. A true ``k``-dimensional conserved subspace passes
    with probability at least ``1 - alpha`` (Courant-Fischer), so ``U`` misses a law with
-   probability at most ``alpha``. A slow drift can hide in that test (a near-resonant pair's
-   cross terms: a few per cent over the window, spread over ``n_b - 1`` degrees of freedom per
-   trajectory), so the ``U`` directions are then tested for **trends**: the per-trajectory
-   straight-line trend scatter (:class:`~pyro_razor.discovery.scatter.Scatter`'s ``trend``,
-   one degree of freedom per trajectory) against its noise part, step-down from the most
-   trending direction, each step at level ``alpha`` with the ``lambda_max`` quantile of the
-   dimension left (a true conserved subspace survives with probability at least
-   ``1 - alpha``). Each direction shown to trend leaves ``U`` (``counts["drifting"]``).
+   probability at most ``alpha``. A slow drift can hide in that test, so the ``U``
+   directions are then tested for straight-line **trends** along the trajectories, step-down
+   at level ``alpha`` (:mod:`~pyro_razor.discovery.trend`; a true conserved subspace survives
+   with probability at least ``1 - alpha``); each direction shown to trend leaves ``U``
+   (``counts["drifting"]``).
 3. ``L`` — the quantities the data **show**: the number of directions whose within scatter is
    below ``tolerance^2 P + m N_lo``, i.e. smaller than what the low noise estimate
    necessarily produces (``m``: the ``alpha`` quantile of ``lambda_min(Wishart_F(nu)/nu)``,
@@ -65,14 +62,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from pyro_razor.discovery.calibration import max_eigenvalue_quantile, min_eigenvalue_quantile
 from pyro_razor.discovery.features import ConditionedFeatures, MonomialFeatures
 from pyro_razor.discovery.noise import NoiseEstimate, estimate_noise, known_noise
-from pyro_razor.discovery.scatter import Scatter, scatter_matrices
+from pyro_razor.discovery.scatter import Scatter, generalised_eigh, scatter_matrices
 from pyro_razor.discovery.trajectories import as_trajectory_list
+from pyro_razor.discovery.trend import split_trending
 from pyro_razor.systems.units import PhaseSpaceScaling, fit_scaling
 
 __all__ = [
@@ -167,13 +164,6 @@ class DirectEstimate:
                 "seconds": self.seconds, "warnings": self.warnings, "summary": self.summary()}
 
 
-def _generalised_eigh(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ascending ``A v = lambda B v`` with ``v^T B v = 1``; ``B`` is symmetrised and floored."""
-    B = 0.5 * (B + B.T)
-    B = B + np.eye(B.shape[0]) * 1e-12 * max(float(np.trace(B)) / B.shape[0], 1e-300)
-    return scipy.linalg.eigh(0.5 * (A + A.T), B)
-
-
 def _satterthwaite(JC: torch.Tensor, a: torch.Tensor, sigma: torch.Tensor) -> np.ndarray:
     """Effective degrees of freedom of the noise scatter along each direction.
 
@@ -184,11 +174,6 @@ def _satterthwaite(JC: torch.Tensor, a: torch.Tensor, sigma: torch.Tensor) -> np
     v = (JC * sigma).pow(2).sum(-1)  # (N, k) noise variance of each direction at each state
     return ((a[:, None] * v).sum(0).pow(2) / (a[:, None] * v.pow(2)).sum(0).clamp_min(1e-300)
             ).numpy()
-
-
-def _gradients(s: Scatter, V: np.ndarray) -> torch.Tensor:
-    """``(N, k, M)`` gradients of the directions ``V (F, k)`` at every state."""
-    return torch.einsum("pfm,fk->pkm", s.jacobians, torch.from_numpy(V))
 
 
 def _leading_count(ratios: np.ndarray, nus: np.ndarray, alpha: float) -> tuple[int, list]:
@@ -204,50 +189,6 @@ def _leading_count(ratios: np.ndarray, nus: np.ndarray, alpha: float) -> tuple[i
     return count, thresholds
 
 
-def _trend_dof(s: Scatter, C: torch.Tensor, sigma: torch.Tensor) -> np.ndarray:
-    """Satterthwaite degrees of freedom of the noise trend scatter along the directions ``C
-    (F, k)``: one scaled chi-square per trajectory."""
-    v = s.trend_weights[:, None] * (_gradients(s, C.numpy()) * sigma).pow(2).sum(-1)  # (N, k)
-    per = torch.zeros(int(s.owners.max()) + 1, v.shape[1], dtype=v.dtype)
-    per.index_add_(0, s.owners, v)
-    return (per.sum(0).pow(2) / per.pow(2).sum(0).clamp_min(1e-300)).numpy()
-
-
-def _diagonalised(K: np.ndarray, W: np.ndarray, N: np.ndarray) -> np.ndarray:
-    """The basis of ``span(K)`` that diagonalises ``(W, N)``, ascending, ``N``-normalised."""
-    if K.shape[1] == 0:
-        return K
-    return K @ _generalised_eigh(K.T @ W @ K, K.T @ N @ K)[1]
-
-
-def _split_trending(s: Scatter, Q: np.ndarray, V: np.ndarray, U: int, W, N_hi,
-                    sigma: torch.Tensor, alpha: float) -> tuple[np.ndarray, int]:
-    """The step-down trend test of the module docstring (test 2) on the first ``U`` columns of
-    ``V`` (directions in the complement basis ``Q``).
-
-    Returns ``V`` with its first ``U`` columns replaced by the ``U - d`` directions without a
-    detected trend, then the ``d`` trending ones (each block re-diagonalised in ``(W, N_hi)``),
-    and ``d``.
-    """
-    if U == 0:
-        return V, 0
-    B = Q @ V[:, :U]
-    R, N_R = s.trend.numpy(), s.trend_noise(sigma).numpy()
-    mu, E = _generalised_eigh(B.T @ R @ B, B.T @ N_R @ B)  # ascending trend/noise ratios
-    nus = _trend_dof(s, torch.from_numpy(B @ E), sigma)
-    kept = U
-    while kept > 0:
-        nu = max(float(nus[:kept].min()), 1.0)
-        if mu[kept - 1] <= max_eigenvalue_quantile(kept, nu, alpha):
-            break
-        kept -= 1
-    if kept == U:
-        return V, 0
-    K = V[:, :U] @ E
-    head = [_diagonalised(K[:, :kept], W, N_hi), _diagonalised(K[:, kept:], W, N_hi)]
-    return np.concatenate(head + [V[:, U:]], axis=1), U - kept
-
-
 def _constant_directions(s: Scatter, sigma: torch.Tensor, alpha: float):
     """``D``, the ``(F, D)`` constant directions and the ``(F, F - D)`` basis of their
     complement.
@@ -258,9 +199,9 @@ def _constant_directions(s: Scatter, sigma: torch.Tensor, alpha: float):
     T, N_T = s.total.numpy(), s.noise(sigma, total=True).numpy()
     size, R = np.linalg.eigh(T / np.trace(T) + N_T / max(np.trace(N_T), 1e-300))
     flat = size <= 1e-12 * size.max()
-    mu, V = _generalised_eigh(R[:, ~flat].T @ T @ R[:, ~flat], R[:, ~flat].T @ N_T @ R[:, ~flat])
+    mu, V = generalised_eigh(R[:, ~flat].T @ T @ R[:, ~flat], R[:, ~flat].T @ N_T @ R[:, ~flat])
     V = R[:, ~flat] @ V
-    D, _ = _leading_count(mu, _satterthwaite(_gradients(s, V), s.total_weights, sigma), alpha)
+    D, _ = _leading_count(mu, _satterthwaite(s.gradients(V), s.total_weights, sigma), alpha)
     return D + int(flat.sum()), np.concatenate([R[:, flat], V[:, :D]], axis=1), V[:, D:]
 
 
@@ -429,14 +370,14 @@ def conservation_tests(s: Scatter, noise: NoiseEstimate, alpha: float,
     project = lambda X: Q.T @ X.numpy() @ Q  # noqa: E731
     W, N_hi, N_lo, P = (project(full["within"]), project(full["noise_scatter"]),
                         project(s.noise(lo)), project(full["potential"]))
-    ratios, V = _generalised_eigh(W, N_hi)
+    ratios, V = generalised_eigh(W, N_hi)
     U, thresholds = _leading_count(
-        ratios, _satterthwaite(_gradients(s, Q @ V), s.within_weights, hi), alpha)
-    V, drifting = _split_trending(s, Q, V, U, W, N_hi, hi, alpha)
+        ratios, _satterthwaite(s.gradients(Q @ V), s.within_weights, hi), alpha)
+    V, drifting = split_trending(s, Q, V, U, W, N_hi, hi, alpha)
     U -= drifting
     ratios = np.einsum("fk,fg,gk->k", V, W, V) / np.einsum("fk,fg,gk->k", V, N_hi, V)
     C = Q @ V  # (F, F'): the directions in the feature basis, most conserved first
-    JC = _gradients(s, C)
+    JC = s.gradients(C)
     nu_lo = float(_satterthwaite(JC, s.within_weights, lo).min())
     L, m = _claims(W, P, N_lo, nu_lo, alpha, tolerance, family)
     potentials = np.einsum("fk,fg,gk->k", V, P, V)

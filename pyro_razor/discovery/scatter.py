@@ -24,9 +24,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import scipy.linalg
 import torch
 
-__all__ = ["Scatter", "scatter_matrices"]
+__all__ = ["Scatter", "generalised_eigh", "scatter_matrices"]
+
+
+def generalised_eigh(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending ``A v = lambda B v`` with ``v^T B v = 1``; ``B`` is symmetrised and floored."""
+    B = 0.5 * (B + B.T)
+    B = B + np.eye(B.shape[0]) * 1e-12 * max(float(np.trace(B)) / B.shape[0], 1e-300)
+    return scipy.linalg.eigh(0.5 * (A + A.T), B)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,10 @@ class Scatter:
         a = self.total_weights if total else self.within_weights
         G = self.jacobians * sigma
         return torch.einsum("p,pfm,pgm->fg", a, G, G)
+
+    def gradients(self, V: np.ndarray) -> torch.Tensor:
+        """``(N, k, M)`` gradients of the directions ``V (F, k)`` at every state."""
+        return torch.einsum("pfm,fk->pkm", self.jacobians, torch.from_numpy(V))
 
     def trend_noise(self, sigma: torch.Tensor) -> torch.Tensor:
         """``(F, F)`` expected trend scatter of pure noise ``sigma (M,)``."""
