@@ -5,6 +5,9 @@ razor (issue 24, point 2). Configs name them by import path with this folder on 
 - :func:`quartic`: the quartic oscillator ``H = p^2/2 + q^4/4`` (``M = 2``). Its only
   conserved quantity is ``H`` (any function of it), a degree-4 polynomial: no quadratic
   quantity is conserved, so the quadratic razor has nothing exact to find.
+- :func:`pendulum`: ``H = p^2/2 - cos q`` (``M = 2``); its energy is not a polynomial, so a
+  polynomial family can only approximate it (``p^2/2 + q^2/2 - q^4/24 + ...``, better at small
+  amplitude).
 - :func:`henon_heiles`: ``H = (p1^2 + p2^2 + q1^2 + q2^2)/2 + q1^2 q2 - q2^3/3`` (``M = 4``),
   started on an energy shell; non-integrable, so its cubic energy is its only conserved
   quantity (chaotic near the escape energy 1/6, nearly two oscillators at low energy).
@@ -18,7 +21,8 @@ import torch
 
 from pyro_razor.systems import HamiltonianSystem, gaussian_initial
 
-__all__ = ["energy_shell", "henon_heiles", "henon_heiles_energy", "quartic", "quartic_energy"]
+__all__ = ["energy_shell", "henon_heiles", "henon_heiles_energy", "pendulum", "pendulum_energy",
+           "quartic", "quartic_energy"]
 
 
 def quartic_energy(x: torch.Tensor) -> torch.Tensor:
@@ -68,3 +72,15 @@ def henon_heiles(low: float = 0.14, high: float = 0.166) -> HamiltonianSystem:
                          f"{low}, {high}")
     return HamiltonianSystem("henon_heiles", 4, henon_heiles_energy, energy_shell(low, high),
                              params={"low": float(low), "high": float(high)})
+
+
+def pendulum_energy(x: torch.Tensor) -> torch.Tensor:
+    """``H(q, p) = p^2/2 - cos q``: ``(..., 2)`` -> ``(...)``."""
+    return 0.5 * x[..., 1] ** 2 - torch.cos(x[..., 0])
+
+
+def pendulum(std: float = 1.0) -> HamiltonianSystem:
+    """The pendulum, initial conditions ``x ~ N(0, std^2 I_2)`` (with ``std = 1`` most orbits
+    librate, a few rotate); no quadratic ground-truth quantities (no oracle variant)."""
+    return HamiltonianSystem("pendulum", 2, pendulum_energy, gaussian_initial(2, std),
+                             params={"std": float(std)})
