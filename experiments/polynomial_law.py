@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_razor.models.polynomial_quantities import monomial_exponents
+from pyro_razor.models.polynomial_quantities import PolynomialQuantities
 from pyro_razor.runs.config import load_experiment
 from pyro_razor.runs.data import RunData
 
@@ -29,9 +29,9 @@ F64 = torch.float64
 
 
 def monomial_values(x: torch.Tensor, degree: int) -> torch.Tensor:
-    """``(..., M)`` -> ``(..., F)`` the monomials of :func:`monomial_exponents`."""
-    E = monomial_exponents(x.shape[-1], degree).to(x.dtype)
-    return (x[..., None, :] ** E).prod(-1)
+    """``(..., M)`` -> ``(..., F)`` the monomials of the model's polynomial quantities
+    (:meth:`PolynomialQuantities.monomials`, the order of their ``eta``)."""
+    return PolynomialQuantities(x.shape[-1], 1, degree).to(x.dtype).monomials(x)
 
 
 def within_over_total(values: torch.Tensor) -> float:

@@ -5,7 +5,8 @@ tensor functions (issue 24, point 2).
 and the monomial bookkeeping; this module does the arithmetic of its flows on plain tensors, so
 that one function can be handed to ``torch.compile``:
 
-- :func:`lower_monomials` ``psi(x)``, the monomials of degree ``0..D-1`` (``grad C = L psi``);
+- :func:`indexed_monomials` monomials by their exponents, e.g. ``psi(x)``, those of degree
+  ``0..D-1`` (``grad C = L psi``);
 - :func:`flow_field` ``f = J grad C`` with the optional speed limit ``v``;
 - :func:`field_and_jacobian` ``f`` and ``Df = J Hess C`` (with the limit,
   ``d(r f) = r Df - (r^3 / v^2) f (f^T Df)``, ``r = (1 + |f|^2 / v^2)^(-1/2)``), where
@@ -38,7 +39,7 @@ __all__ = [
     "field_and_jacobian",
     "flow_and_jacobian",
     "flow_field",
-    "lower_monomials",
+    "indexed_monomials",
     "midpoint_flow",
     "midpoint_flow_and_jacobian",
     "powers_table",
@@ -53,7 +54,7 @@ def powers_table(x: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(powers, dim=-1).flatten(-2)
 
 
-def lower_monomials(x: torch.Tensor, index: torch.Tensor, degree: int) -> torch.Tensor:
+def indexed_monomials(x: torch.Tensor, index: torch.Tensor, degree: int) -> torch.Tensor:
     """The monomials whose exponents, offset into :func:`powers_table`, are ``index (G, M)``:
     ``(..., M)`` -> ``(..., G)`` (``index_select``, whose backward is a fast ``index_add``,
     rather than advanced indexing, whose backward is a serial accumulate)."""
@@ -89,12 +90,12 @@ def _field_and_jacobian(psi, JL, JHc, max_speed: float | None):
 
 def flow_field(x, L, index, degree: int, max_speed: float | None) -> torch.Tensor:
     """``f = J L psi(x)``, speed-limited: ``(..., M)``."""
-    return _field(lower_monomials(x, index, degree), _symplectic(L, -2), max_speed)
+    return _field(indexed_monomials(x, index, degree), _symplectic(L, -2), max_speed)
 
 
 def field_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | None):
     """``(f, Df)``: :func:`flow_field` and its Jacobian ``(..., M, M)``."""
-    return _field_and_jacobian(lower_monomials(x, index, degree), _symplectic(L, -2),
+    return _field_and_jacobian(indexed_monomials(x, index, degree), _symplectic(L, -2),
                                _symplectic(Hc, -3), max_speed)
 
 
@@ -104,7 +105,7 @@ def midpoint_flow(x, L, index, degree: int, max_speed: float | None, steps: int,
     JL, h = _symplectic(L, -2), 1.0 / steps
 
     def field(z):
-        return _field(lower_monomials(z, index, degree), JL, max_speed)
+        return _field(indexed_monomials(z, index, degree), JL, max_speed)
 
     for _ in range(steps):
         y = x + h * field(x)
@@ -123,7 +124,7 @@ def midpoint_flow_and_jacobian(x, L, Hc, index, degree: int, max_speed: float | 
     JL, JHc, h = _symplectic(L, -2), _symplectic(Hc, -3), 1.0 / steps
 
     def field(z):
-        return _field_and_jacobian(lower_monomials(z, index, degree), JL, JHc, max_speed)
+        return _field_and_jacobian(indexed_monomials(z, index, degree), JL, JHc, max_speed)
 
     for _ in range(steps):
         f, Df = field(x)

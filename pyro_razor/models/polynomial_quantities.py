@@ -203,11 +203,11 @@ class PolynomialQuantities(PyroModule):
     # ----------------------------------------------------------------- monomials
     def monomials(self, x: torch.Tensor) -> torch.Tensor:
         """``phi(x)``: ``(..., M)`` points -> ``(..., F)`` monomial values."""
-        return polynomial_flow.lower_monomials(x, self._value_index, self.degree)
+        return polynomial_flow.indexed_monomials(x, self._value_index, self.degree)
 
     def lower_monomials(self, x: torch.Tensor) -> torch.Tensor:
         """``psi(x)``, the monomials of degree ``0..D-1``: ``(..., M)`` -> ``(..., F')``."""
-        return polynomial_flow.lower_monomials(x, self._lower_index, self.degree)
+        return polynomial_flow.indexed_monomials(x, self._lower_index, self.degree)
 
     def monomial_gradients(self, x: torch.Tensor) -> torch.Tensor:
         """``d phi_f / d x_j``: ``(..., M)`` points -> ``(..., M, F)``."""
