@@ -23,7 +23,6 @@ below 1e-2 on the same library).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -49,62 +48,24 @@ from pyro_razor.systems.units import fit_scaling
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the direct benchmark beside it
 from direct_benchmark import outcome  # noqa: E402
-from nonlinear_systems import energy_shell, henon_heiles_energy  # noqa: E402
+from nonlinear_systems import (  # noqa: E402
+    energy_shell,
+    henon_heiles_energy,
+    kepler_energy,
+    kepler_laws,
+    kepler_orbits,
+    pendulum_energy,
+    quartic_energy,
+    toda_energy,
+    toda_exponentials,
+    toda_laws,
+)
 
 F64 = torch.float64
 B, N_POINTS = 30, 21
 
 
 # ----------------------------------------------------------------------------- systems
-
-def quartic_energy(x):
-    return 0.5 * x[..., 1] ** 2 + 0.25 * x[..., 0] ** 4
-
-
-def pendulum_energy(x):
-    return 0.5 * x[..., 1] ** 2 - torch.cos(x[..., 0])
-
-
-def kepler_energy(x):
-    return 0.5 * (x[..., 2] ** 2 + x[..., 3] ** 2) - 1.0 / x[..., :2].norm(dim=-1)
-
-
-def kepler_laws(x):
-    """``(..., 4)``: E, L, A_x, A_y (mu = 1)."""
-    q, p = x[..., :2], x[..., 2:]
-    r = q.norm(dim=-1)
-    L = q[..., 0] * p[..., 1] - q[..., 1] * p[..., 0]
-    Ax = p[..., 1] * L - q[..., 0] / r
-    Ay = -p[..., 0] * L - q[..., 1] / r
-    return torch.stack([kepler_energy(x), L, Ax, Ay], -1)
-
-
-def toda_exponentials(q):
-    """``(..., 3)``: exp(q_i − q_{i+1}), cyclic."""
-    return torch.exp(q - torch.roll(q, -1, dims=-1))
-
-
-def toda_energy(x):
-    return 0.5 * (x[..., 3:] ** 2).sum(-1) + toda_exponentials(x[..., :3]).sum(-1)
-
-
-def toda_laws(x):
-    """``(..., 3)``: P = Σ p, H, I3 = Σ p³/3 + Σ (p_i + p_{i+1}) exp(q_i − q_{i+1})."""
-    q, p = x[..., :3], x[..., 3:]
-    e = toda_exponentials(q)
-    I3 = (p**3).sum(-1) / 3 + ((p + torch.roll(p, -1, dims=-1)) * e).sum(-1)
-    return torch.stack([p.sum(-1), toda_energy(x), I3], -1)
-
-
-def kepler_orbits(n, g):
-    """Bound orbits started at perihelion r_p in [0.8, 1.2], eccentricity 0.1–0.7."""
-    u = torch.rand(n, 3, generator=g, dtype=F64)
-    rp, e, angle = 0.8 + 0.4 * u[:, 0], 0.1 + 0.6 * u[:, 1], 2 * math.pi * u[:, 2]
-    v = ((1 + e) / rp).sqrt()
-    radial = torch.stack([angle.cos(), angle.sin()], -1)
-    tangent = torch.stack([-angle.sin(), angle.cos()], -1)
-    return torch.cat([radial * rp[:, None], tangent * v[:, None]], -1)
-
 
 def damped_quartic(n, g, dt):
     """Not Hamiltonian: q' = p, p' = −q³ − 0.3 p (no conserved quantity)."""

@@ -1,21 +1,27 @@
-"""How close a learned polynomial quantity is to the system's energy (issue 24, point 3).
+"""How close a learned quantity is to the system's laws (issue 24, point 3).
 
-    PYTHONPATH=. python experiments/polynomial_law.py CONFIG RUN_DIR
+    PYTHONPATH=. python experiments/polynomial_law.py CONFIG RUN_DIR [--laws MODULE:FUNCTION]
 
-reads ``RUN_DIR/learned/quantities.json`` (the coefficients ``eta`` of a polynomial learned
-variant, in model units) and the config's data, and prints, for each learned quantity ``C``:
+reads the learned variant of ``RUN_DIR``: ``learned/quantities.json`` (the coefficients ``eta``
+of a polynomial family, in model units) or, for the quadratic family, ``learned/generators.pt``
+(each generator's quadratic form, :func:`~pyro_razor.symmetry.quantity_from_generator`), and
+the config's data, and prints, for each learned quantity ``C``:
 
-- ``energy R^2``: the fraction of ``C``'s variance over the training and test states that a
+- ``energy_r2``: the fraction of ``C``'s variance over the training and test states that a
   fit ``a H + c`` (``H`` the system's Hamiltonian, mapped to model units) explains — 1 when
   ``C`` is an affine function of the energy, 0 when unrelated;
-- ``within/total``: the within-trajectory variance of ``C`` over its total variance on the
-  training and on the test trajectories (0 for a conserved quantity), beside the same for
-  ``H``, which is conserved up to the integrator's error.
+- with ``--laws``: a function ``(..., M) -> (..., L)`` of the system's true laws (e.g.
+  ``experiments.nonlinear_systems:kepler_laws``), ``laws_r2`` (a fit ``sum_l a_l C_l + c`` on
+  all of them together) and ``law_r2`` (each law alone);
+- ``within_total_train`` / ``_test``: the within-trajectory variance of ``C`` over its total
+  variance on the training and on the test trajectories (0 for a conserved quantity), beside
+  the same for ``H``, which is conserved up to the integrator's error.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
@@ -24,6 +30,7 @@ import torch
 from pyro_razor.models.polynomial_quantities import PolynomialQuantities
 from pyro_razor.runs.config import load_experiment
 from pyro_razor.runs.data import RunData
+from pyro_razor.symmetry import quadratic_value, quantity_from_generator
 
 F64 = torch.float64
 
@@ -40,35 +47,56 @@ def within_over_total(values: torch.Tensor) -> float:
     return float(within / (values - values.mean()).square().sum().clamp_min(1e-300))
 
 
-def energy_r2(C: torch.Tensor, H: torch.Tensor) -> float:
-    """Fraction of the variance of ``C`` explained by ``a H + c`` (least squares)."""
-    X = torch.stack([H, torch.ones_like(H)], -1)
+def explained(C: torch.Tensor, laws: torch.Tensor) -> float:
+    """Fraction of the variance of ``C (N,)`` explained by ``sum_l a_l laws[:, l] + c``
+    (least squares; ``laws (N, L)``)."""
+    X = torch.cat([laws, torch.ones_like(C)[:, None]], -1)
     fit = X @ torch.linalg.lstsq(X, C[:, None]).solution
     return float(1 - (C - fit[:, 0]).square().sum() / (C - C.mean()).square().sum())
 
 
-def law_report(config_path: str | Path, run_dir: str | Path) -> list[dict]:
-    """One record per learned quantity (module docstring)."""
+def energy_r2(C: torch.Tensor, H: torch.Tensor) -> float:
+    """Fraction of the variance of ``C`` explained by ``a H + c`` (least squares)."""
+    return explained(C, H[:, None])
+
+
+def learned_values(run_dir: Path, config, z: torch.Tensor) -> torch.Tensor:
+    """The learned quantities of ``run_dir`` at model-unit states ``z (..., M)``: ``(..., K)``."""
+    learned = run_dir / "learned"
+    if (learned / "quantities.json").is_file():
+        eta = torch.tensor(json.loads((learned / "quantities.json").read_text())["eta"], dtype=F64)
+        return monomial_values(z, config.model.quantity_degree) @ eta.T
+    A, b = quantity_from_generator(torch.load(learned / "generators.pt").to(F64))
+    return torch.stack([quadratic_value(A[k], b[k], z) for k in range(A.shape[0])], -1)
+
+
+def law_report(config_path: str | Path, run_dir: str | Path, laws=None) -> list[dict]:
+    """One record per learned quantity (module docstring); ``laws``: the system's true laws,
+    a function ``(..., M) -> (..., L)`` in the system's units, or ``None``."""
     config = load_experiment(config_path)
-    record = json.loads((Path(run_dir) / "learned" / "quantities.json").read_text())
-    eta = torch.tensor(record["eta"], dtype=F64)  # (K, F)
     data = RunData.load(config.data, "cpu", F64)
     energy = data.system.hamiltonian
 
-    def values(z):  # (B, n, M) model units -> quantities (B, n, K), energy (B, n)
-        C = monomial_values(z, config.model.quantity_degree) @ eta.T
-        return C, energy(data.scaling.to_original(z))
+    def values(z):  # (B, n, M) model units -> quantities (B, n, K), energy, laws
+        x = data.scaling.to_original(z)
+        return learned_values(Path(run_dir), config, z), energy(x), \
+            None if laws is None else laws(x)
 
-    (C_tr, H_tr), (C_te, H_te) = values(data.train.to(F64)), values(data.test.to(F64))
+    (C_tr, H_tr, L_tr), (C_te, H_te, L_te) = values(data.train.to(F64)), values(data.test.to(F64))
+    both_H = torch.cat([H_tr.flatten(), H_te.flatten()])
     out = []
-    for k in range(eta.shape[0]):
+    for k in range(C_tr.shape[-1]):
         both_C = torch.cat([C_tr[..., k].flatten(), C_te[..., k].flatten()])
-        both_H = torch.cat([H_tr.flatten(), H_te.flatten()])
-        out.append({"quantity": k + 1, "energy_r2": energy_r2(both_C, both_H),
-                    "within_total_train": within_over_total(C_tr[..., k]),
+        row = {"quantity": k + 1, "energy_r2": energy_r2(both_C, both_H)}
+        if laws is not None:
+            both_L = torch.cat([L_tr.flatten(0, -2), L_te.flatten(0, -2)])
+            row["laws_r2"] = explained(both_C, both_L)
+            row["law_r2"] = [explained(both_C, both_L[:, j:j + 1]) for j in range(both_L.shape[1])]
+        row.update({"within_total_train": within_over_total(C_tr[..., k]),
                     "within_total_test": within_over_total(C_te[..., k]),
                     "energy_within_total_train": within_over_total(H_tr),
                     "energy_within_total_test": within_over_total(H_te)})
+        out.append(row)
     return out
 
 
@@ -76,9 +104,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("run_dir")
+    parser.add_argument("--laws", help="MODULE:FUNCTION giving the system's true laws")
     args = parser.parse_args(argv)
-    for row in law_report(args.config, args.run_dir):
-        print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}))
+    laws = None
+    if args.laws is not None:
+        module, _, name = args.laws.partition(":")
+        laws = getattr(importlib.import_module(module), name)
+    for row in law_report(args.config, args.run_dir, laws):
+        print(json.dumps({k: round(v, 6) if isinstance(v, float) else
+                          [round(u, 6) for u in v] if isinstance(v, list) else v
+                          for k, v in row.items()}))
     return 0
 
 

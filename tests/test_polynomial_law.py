@@ -46,3 +46,32 @@ def test_the_energy_itself_scores_one_and_a_drifting_law_does_not(law, tmp_path,
     _write(tmp_path / "q2", q2)
     (row,) = law.law_report(QUICK, tmp_path / "q2")
     assert row["energy_r2"] < 0.9 and row["within_total_train"] > 1e-3
+
+
+KEPLER = EXPERIMENTS / "nonlinear" / "kepler_quadratic_quick.toml"
+
+
+def test_a_quadratic_run_is_read_from_its_generators_and_scored_against_named_laws(
+        law, tmp_path, monkeypatch):
+    """Kepler quick data, a quadratic 'learned' run whose one generator is the angular
+    momentum's (written as the run writes generators.pt): R^2 = 1 against the true laws
+    together and against L alone (law 2), below 0.1 against A_x (law 3: the orbits'
+    orientations are uniform, so L says nothing about it), and no within-trajectory
+    variance."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS.parent))
+    from experiments.nonlinear_systems import kepler, kepler_laws
+    from pyro_razor.symmetry import generator_matrix
+
+    config = load_config(KEPLER)
+    data = RunData.load(config.data, "cpu", torch.float64)
+    L = kepler().conserved_quantities[0]
+    # L in model units: C(z) = L(to_original(z)); to_original is affine, so fit (A, b) exactly
+    z = data.train.to(torch.float64).reshape(-1, 4)
+    assert torch.allclose(data.scaling.to_original(z), z), "the Kepler config trains unscaled"
+    (tmp_path / "learned").mkdir(parents=True)
+    torch.save(generator_matrix(L.A, L.b)[None].float(), tmp_path / "learned" / "generators.pt")
+    (row,) = law.law_report(KEPLER, tmp_path, kepler_laws)
+    assert row["laws_r2"] == pytest.approx(1.0, abs=1e-6)
+    assert row["law_r2"][1] == pytest.approx(1.0, abs=1e-6)
+    assert row["law_r2"][2] < 0.1
+    assert row["within_total_train"] < 1e-10
