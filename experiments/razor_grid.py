@@ -12,10 +12,12 @@ JSON line per file: the truth, the direct estimate's outcome (``"2"``, ``"2+1"``
 ``"[0,2]"``), the razor's count, its outcome written the same way (the direct estimate's tests
 run on the razor's learned span, :mod:`pyro_razor.discovery.span_test`; rows from before that
 test have the count alone) and algebra, how many of the quantities the per-quantity
-evidence tested it supports, the principal angles between the two answers' spans and the wall
-time. Runs are appended as they finish, so an interrupted grid keeps its rows; ``--table``
-prints the results file as a markdown table. Noise-major order: each noise level is complete
-for every system before the next starts.
+evidence tested it supports, the principal angles between the two answers' spans, the wall
+time and the answer's ``confirmed`` (of the direct count, the laws the nested ELBO comparison
+supports: :mod:`pyro_razor.discovery.answer`; the answer's count is the direct outcome).
+Runs are appended as they finish, so an interrupted grid keeps its rows; ``--table`` prints
+the results file as a markdown table. Noise-major order: each noise level is complete for
+every system before the next starts.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def one_run(name: str, noise: float, out: Path, epochs: int | None) -> dict:
         "algebra": found.algebra["name"],
         "tested": len(per_quantity),
         "supported": sum(q["decision"] == "supports" for q in per_quantity),
+        "confirmed": found.evidence["answer"]["confirmed"],
         "angles_deg": found.evidence["agreement"].get("angles_deg"),
         "warnings": len(found.warnings), "wall_s": round(time.perf_counter() - start, 1),
     }
@@ -112,7 +115,8 @@ def table(path: Path, before: Path | None = None) -> str:
     earlier = {} if before is None else {(r["system"], r["noise"]): r for r in _rows(before)}
     extra = " razor before |" if before is not None else ""
     lines = [f"| system | truth | noise | direct |{extra} razor (algebra) | evidence supports | "
-             "largest angle ° | wall s |", "|---|---|---|---|" + "---|" * (4 + bool(extra))]
+             "largest angle ° | wall s | answer: confirmed of the direct count |",
+             "|---|---|---|---|" + "---|" * (5 + bool(extra))]
     for r in sorted(rows, key=lambda r: (list(SYSTEMS).index(r["system"]), r["noise"])):
         angles = r["angles_deg"] or []
         largest = f"{max(angles):.1f}" if angles else "—"
@@ -120,7 +124,8 @@ def table(path: Path, before: Path | None = None) -> str:
         cell = (f" {old['razor']} |" if old else " — |") if before is not None else ""
         lines.append(f"| {r['system']} | {r['truth']} | {r['noise']:g} | {r['direct']} |{cell} "
                      f"{r.get('razor_outcome', r['razor'])} ({r['algebra']}) | "
-                     f"{r['supported']} of {r['tested']} | {largest} | {r['wall_s']:.0f} |")
+                     f"{r['supported']} of {r['tested']} | {largest} | {r['wall_s']:.0f} |"
+                     f" {r.get('confirmed', '—')} |")
     return "\n".join(lines)
 
 

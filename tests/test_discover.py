@@ -111,6 +111,15 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     if record["n_found"]:
         assert all(0.0 <= a <= 90.0 for a in agreement["angles_deg"])
         assert "razor vs direct estimate: the razor's" in text
+    # the answer: the direct test's count (u(2): 4), what the razor confirms, as the last line
+    answer = record["evidence"]["answer"]
+    assert answer["status"] == record["direct"]["evidence"]["direct"]["status"]
+    assert answer["count"] == record["direct"]["evidence"]["direct"]["count"] == 4
+    supported = sum(q["start"] == "conserved" and q["in_span"] >= 0.95 and
+                    q["decision"] == "supports" for q in evidence["quantities"])
+    gain = -record["evidence"]["elbo"]["learned_minus_vanilla_nats"]
+    assert answer["confirmed"] == (min(supported, 4) if gain > 0 else 0)
+    assert f"\nanswer: {answer['statement']}" in text
     # the decision is reproduced from the run directory alone (no training), and follows alpha
     from pyro_razor.runs.discover import razor_decision
 

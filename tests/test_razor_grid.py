@@ -38,14 +38,13 @@ def test_table_orders_rows_and_reports_each_column(grid, tmp_path):
          "wall_s": 52.3},
         {"system": "sho", "truth": 1, "noise": 0.01, "direct": "1", "razor": 0,
          "razor_outcome": "[0,1]", "algebra": "u(1)", "tested": 1, "supported": 1,
-         "angles_deg": [0.4], "warnings": 0,
-         "wall_s": 40.0},
+         "angles_deg": [0.4], "warnings": 0, "wall_s": 40.0, "confirmed": 1},
     ]
     path = tmp_path / "grid.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     lines = grid.table(path).splitlines()
-    assert lines[2] == "| sho | 1 | 0.01 | 1 | [0,1] (u(1)) | 1 of 1 | 0.4 | 40 |"
-    assert lines[3] == "| pendulum | 0 | 0 | 0 | 0 (none) | 0 of 1 | — | 52 |"
+    assert lines[2] == "| sho | 1 | 0.01 | 1 | [0,1] (u(1)) | 1 of 1 | 0.4 | 40 | 1 |"
+    assert lines[3] == "| pendulum | 0 | 0 | 0 | 0 (none) | 0 of 1 | — | 52 | — |"
     with pytest.raises(SystemExit, match="no results file"):
         grid.table(tmp_path / "missing.jsonl")
     # beside an earlier file: its razor count for the same cell, "—" where it has none
@@ -53,8 +52,8 @@ def test_table_orders_rows_and_reports_each_column(grid, tmp_path):
     earlier.write_text(json.dumps({**rows[0], "razor": 2}) + "\n")
     lines = grid.table(path, earlier).splitlines()
     assert lines[0].startswith("| system | truth | noise | direct | razor before | razor")
-    assert lines[2] == "| sho | 1 | 0.01 | 1 | — | [0,1] (u(1)) | 1 of 1 | 0.4 | 40 |"
-    assert lines[3] == "| pendulum | 0 | 0 | 0 | 2 | 0 (none) | 0 of 1 | — | 52 |"
+    assert lines[2] == "| sho | 1 | 0.01 | 1 | — | [0,1] (u(1)) | 1 of 1 | 0.4 | 40 | 1 |"
+    assert lines[3] == "| pendulum | 0 | 0 | 0 | 2 | 0 (none) | 0 of 1 | — | 52 | — |"
 
 
 @pytest.mark.slow
@@ -65,7 +64,8 @@ def test_one_run_answers_the_oscillator(grid, tmp_path):
     assert row["truth"] == 1 and row["direct"] == "1"
     assert row["razor_outcome"] in {"0", "1"}
     assert set(row) >= {"razor", "razor_outcome", "algebra", "tested", "supported",
-                        "angles_deg", "wall_s"}
+                        "angles_deg", "wall_s", "confirmed"}
+    assert 0 <= row["confirmed"] <= 1
     results = tmp_path / "rows.jsonl"
     results.write_text(json.dumps(dict(row, direct="stale", razor_outcome="stale")) + "\n")
     (again,) = grid.redecide(results, tmp_path)

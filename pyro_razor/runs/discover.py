@@ -32,6 +32,10 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
   :mod:`~pyro_razor.discovery.confirm` (switched off, weights refitted for
   ``confirm_epochs`` epochs): the razor's evidence for that quantity, in nats, beside the
   direct test's verdict;
+- the answer (:mod:`~pyro_razor.discovery.answer`): the direct test's count, with how many of
+  those laws the razor's nested ELBO comparison supports (quantities started at a conserved
+  candidate that stayed in the candidates' span) and, where it supports fewer, that
+  disagreement stated;
 - standardised units (:mod:`pyro_razor.systems.units`), reported back in the user's.
 
 Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``K`` learnable quantities.
@@ -49,6 +53,7 @@ import torch
 from pyro_razor.analysis import learnable_dimension, parallelness
 from pyro_razor.atomic import write_json, write_text
 from pyro_razor.discovery.agreement import records_agreement
+from pyro_razor.discovery.answer import combined_answer
 from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
 from pyro_razor.discovery.direct import direct_estimate, noise_in_scaled_units
@@ -268,6 +273,12 @@ def run_discovery(
     found.evidence["direct"] = direct_record
     found.evidence["agreement"] = records_agreement(found.quantities, direct.quantities,
                                                     data.scaling)
+    supported = sum(q["start"] == "conserved" and q["in_span"] >= IN_SPAN and
+                    q["decision"] == "supports"
+                    for q in found.evidence["per_quantity"]["quantities"])
+    gain = -found.evidence["elbo"]["learned_minus_vanilla_nats"]
+    found.evidence["answer"] = combined_answer(direct_record["evidence"]["direct"], supported,
+                                               gain)
     record = {**found.to_json(), **record, "direct": direct_record, "razor": True}
     _write_answer(out, record, say)
     plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,

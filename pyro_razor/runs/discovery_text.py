@@ -125,6 +125,8 @@ def discovery_text(record: dict) -> str:
     lines += _agreement_lines(record["evidence"].get("agreement"))
     lines += _per_quantity_lines(record["evidence"].get("per_quantity"))
     lines.append(f"razor verdict: {record['verdict']}")
+    if record["evidence"].get("answer"):
+        lines.append(f"answer: {record['evidence']['answer']['statement']}")
     lines += [f"warning: {w}" for w in record["warnings"]]
     return "\n".join(lines)
 
