@@ -33,8 +33,9 @@ from direct_benchmark import SYSTEMS, data  # noqa: E402
 
 from pyro_razor.atomic import write_text  # noqa: E402
 from pyro_razor.discovery.agreement import records_agreement  # noqa: E402
+from pyro_razor.discovery.answer import combined_answer, supported_laws  # noqa: E402
 from pyro_razor.discovery.direct import direct_estimate  # noqa: E402
-from pyro_razor.runs.discover import razor_decision, run_discovery  # noqa: E402
+from pyro_razor.runs.discover import IN_SPAN, razor_decision, run_discovery  # noqa: E402
 from pyro_razor.systems.files import read_trajectories, write_trajectories  # noqa: E402
 
 DEFAULT_SYSTEMS = [name for name, (system, _) in SYSTEMS.items() if system.phase_dim <= 4]
@@ -85,7 +86,8 @@ def redecide(path: Path, out: Path) -> list[dict]:
     """Decide every row of the results file ``path`` again from its trained run directory
     under ``out`` with the current test (:func:`~pyro_razor.runs.discover.razor_decision`, no
     training); the razor's count, outcome, algebra and its angles to the direct estimate's span
-    are replaced, and the direct estimate's outcome is taken again on the row's data file with
+    are replaced, the answer's ``confirmed`` is taken again from the run's per-quantity evidence,
+    and the direct estimate's outcome is taken again on the row's data file with
     the current estimator (the razor itself stays as trained: started at the candidates of
     the estimator that ran with it); the file is rewritten."""
     rows = _rows(path)
@@ -95,7 +97,12 @@ def redecide(path: Path, out: Path) -> list[dict]:
         direct = json.loads((run / "discovery.json").read_text())["direct"]["quantities"]
         agreement = records_agreement(found.quantities, direct, data.scaling)
         trajectories = read_trajectories(out / f"{row['system']}_noise{row['noise']:g}.npz")
-        row.update(direct=direct_outcome(direct_estimate(trajectories.trajectories).to_json()))
+        direct_test = direct_estimate(trajectories.trajectories).to_json()
+        row.update(direct=direct_outcome(direct_test))
+        record = json.loads((run / "discovery.json").read_text())
+        supported = supported_laws(record["evidence"]["per_quantity"]["quantities"], IN_SPAN)
+        gain = -found.evidence["elbo"]["learned_minus_vanilla_nats"]
+        row.update(confirmed=combined_answer(direct_test, supported, gain)["confirmed"])
         row.update(razor=found.n_found, razor_outcome=razor_outcome(found),
                    algebra=found.algebra["name"], angles_deg=agreement["angles_deg"])
     write_text(path, "".join(json.dumps(row) + "\n" for row in rows))

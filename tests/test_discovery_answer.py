@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyro_razor.discovery.answer import combined_answer
+from pyro_razor.discovery.answer import combined_answer, supported_laws
 
 
 def record(status, count, low, high, alpha=0.05):
@@ -25,6 +25,9 @@ def test_a_law_the_razor_misses_is_kept_and_the_disagreement_stated():
     assert a["count"] == 2 and a["confirmed"] == 1
     assert "the razor confirms 1 of 2: for the other 1 the nested ELBO comparison does not " \
         "support" in a["statement"]
+    none = combined_answer(record("determined", 1, 1, 1), supported=0, gain_nats=50.0)
+    assert none["count"] == 1 and "the razor confirms none of them: the nested ELBO" in \
+        none["statement"]
 
 
 def test_an_elbo_that_prefers_vanilla_confirms_nothing():
@@ -39,6 +42,9 @@ def test_undetermined_stays_undetermined_whatever_the_razor_says():
     assert a["count"] is None and a["range"] == [0, 3] and a["confirmed"] == 1
     assert a["statement"].startswith("undetermined, between 0 and 3 conserved quadratic "
                                      "quantities (the direct test at level 0.01)")
+    assert "supports symmetrising over 1 of the undecided candidates" in a["statement"]
+    capped = combined_answer(record("undetermined", None, 0, 1), supported=3, gain_nats=80.0)
+    assert capped["confirmed"] == 1  # never above the range's upper end
 
 
 def test_no_law_and_approximate_counts_read_right():
@@ -56,3 +62,15 @@ def test_bad_records_are_refused():
         combined_answer(record("maybe", 1, 1, 1), 1, 1.0)
     with pytest.raises(ValueError, match="supported must be >= 0"):
         combined_answer(record("determined", 1, 1, 1), -1, 1.0)
+
+
+def test_supported_laws_counts_supported_candidates_still_in_their_span():
+    rows = [{"start": "conserved", "in_span": 0.99, "decision": "supports"},
+            {"start": "conserved", "in_span": 0.90, "decision": "supports"},  # moved off
+            {"start": "conserved", "in_span": 1.00, "decision": "indifferent"},
+            {"start": "approximate", "in_span": 1.00, "decision": "supports"},  # not a law
+            {"start": "spare in span", "in_span": 0.98, "decision": "supports"},
+            {"start": "undecided", "in_span": 0.97, "decision": "supports"}]
+    assert supported_laws(rows, 0.95) == 2
+    assert supported_laws(rows, 0.85) == 3
+    assert supported_laws([], 0.95) == 0

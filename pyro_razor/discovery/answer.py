@@ -15,17 +15,28 @@ the **same tests** to that span. Two facts fix how they combine:
 So the answer's **count is the direct test's** (status ``determined`` / ``approximate`` /
 ``undetermined`` and its range, unchanged), and the razor contributes ``confirmed``: how many of
 those laws the nested ELBO comparison of :mod:`~pyro_razor.discovery.confirm` supports — learned
-quantities that started at a conserved direct candidate, stayed in the candidates' span, and
-whose switching off costs more than the comparison's bar (0 when the ELBO prefers the plain
-network overall). ``statement`` says it in one line, including the disagreement when
-``confirmed`` is below the count. The razor's own span test (how exactly its learned quantities
-are conserved) is printed beside it and does not change the count: on noise-free data a learned
-law is only as exact as training made it. The same rule applies to every system.
+quantities that started at a conserved direct candidate (an undecided one where the count is
+undetermined), stayed in the candidates' span, and whose switching off costs more than the
+comparison's bar (0 when the ELBO prefers the plain network overall). ``statement`` says it in one
+line, including the disagreement when ``confirmed`` is below the count. The razor's own span test
+(how exactly its learned quantities are conserved) is printed beside it and does not change the
+count: on noise-free data a learned law is only as exact as training made it. The same rule applies
+to every system.
 """
 
 from __future__ import annotations
 
-__all__ = ["combined_answer"]
+__all__ = ["combined_answer", "supported_laws"]
+
+
+def supported_laws(quantities: list[dict], in_span_level: float) -> int:
+    """How many tested quantities (``per_quantity`` rows of
+    :func:`~pyro_razor.runs.discover.per_quantity_evidence`: ``start``, ``in_span``,
+    ``decision``) started at a conserved direct candidate (or an undecided one, where the
+    direct test is undetermined), are still at least ``in_span_level`` parallel to the
+    candidates' span, and were decided ``"supports"``."""
+    return sum(q["start"] in ("conserved", "undecided") and q["in_span"] >= in_span_level
+               and q["decision"] == "supports" for q in quantities)
 
 
 def _count_text(test: dict) -> str:
@@ -47,8 +58,8 @@ def _razor_text(test: dict, confirmed: int, gain_nats: float) -> str:
         return (f"the ELBO prefers the plain network by {-gain_nats:.1f} nats, so the razor "
                 "confirms none of them")
     if test["status"] == "undetermined":
-        return (f"the razor's evidence supports symmetrising over {confirmed} of them; the "
-                "data cannot decide the rest")
+        return (f"the razor's nested ELBO comparison supports symmetrising over {confirmed} "
+                "of the undecided candidates; the data cannot decide the count")
     count = test["count"]
     if count == 0:
         return "nothing for the razor to confirm"
@@ -56,10 +67,12 @@ def _razor_text(test: dict, confirmed: int, gain_nats: float) -> str:
         return (f"the razor confirms {'it' if count == 1 else f'all {count}'} (the nested ELBO "
                 f"comparison supports symmetrising over {'it' if count == 1 else 'each'}; "
                 f"the ELBO prefers the symmetrised model by {gain_nats:.1f} nats)")
-    missed = count - confirmed
-    return (f"the razor confirms {confirmed} of {count}: for the other {missed} the nested ELBO "
-            "comparison does not support symmetrising at this data size (conserved on the "
-            "data, but symmetrising over them did not pay, or training moved off them)")
+    why = ("does not support symmetrising at this data size (conserved on the data, but "
+           "symmetrising over them did not pay, or training moved off them)")
+    if confirmed == 0:
+        return f"the razor confirms none of them: the nested ELBO comparison {why}"
+    return (f"the razor confirms {confirmed} of {count}: for the other {count - confirmed} the "
+            f"nested ELBO comparison {why}")
 
 
 def combined_answer(direct_test: dict, supported: int, gain_nats: float) -> dict:
@@ -69,9 +82,7 @@ def combined_answer(direct_test: dict, supported: int, gain_nats: float) -> dict
         direct_test: the direct estimate's test record (``discovery.json``'s
             ``direct.evidence.direct``: ``status``, ``count``, ``range`` and
             ``settings["alpha"]``).
-        supported: how many learned quantities started at a conserved direct candidate,
-            stayed in the candidates' span, and were decided ``"supports"`` by the nested
-            ELBO comparison.
+        supported: :func:`supported_laws` of the nested ELBO comparison's rows.
         gain_nats: the ELBO of the learned model minus vanilla's, in nats over the data
             (positive: symmetrising pays).
 
@@ -85,8 +96,8 @@ def combined_answer(direct_test: dict, supported: int, gain_nats: float) -> dict
     if supported < 0:
         raise ValueError(f"combined_answer: supported must be >= 0, got {supported}")
     confirmed = 0 if gain_nats <= 0 else supported
-    if status != "undetermined":
-        confirmed = min(confirmed, direct_test["count"])
+    confirmed = min(confirmed, direct_test["range"][1] if status == "undetermined"
+                    else direct_test["count"])
     level = direct_test["settings"]["alpha"]
     statement = (f"{_count_text(direct_test)} (the direct test at level {level:g}); "
                  f"{_razor_text(direct_test, confirmed, gain_nats)}")

@@ -53,7 +53,7 @@ import torch
 from pyro_razor.analysis import learnable_dimension, parallelness
 from pyro_razor.atomic import write_json, write_text
 from pyro_razor.discovery.agreement import records_agreement
-from pyro_razor.discovery.answer import combined_answer
+from pyro_razor.discovery.answer import combined_answer, supported_laws
 from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
 from pyro_razor.discovery.direct import direct_estimate, noise_in_scaled_units
@@ -273,9 +273,7 @@ def run_discovery(
     found.evidence["direct"] = direct_record
     found.evidence["agreement"] = records_agreement(found.quantities, direct.quantities,
                                                     data.scaling)
-    supported = sum(q["start"] == "conserved" and q["in_span"] >= IN_SPAN and
-                    q["decision"] == "supports"
-                    for q in found.evidence["per_quantity"]["quantities"])
+    supported = supported_laws(found.evidence["per_quantity"]["quantities"], IN_SPAN)
     gain = -found.evidence["elbo"]["learned_minus_vanilla_nats"]
     found.evidence["answer"] = combined_answer(direct_record["evidence"]["direct"], supported,
                                                gain)
