@@ -51,6 +51,8 @@ def test_no_law_and_approximate_counts_read_right():
     none = combined_answer(record("determined", 0, 0, 0), supported=0, gain_nats=225.0)
     assert none["statement"].startswith("no conserved quadratic quantity")
     assert "nothing for the razor to confirm" in none["statement"]
+    vanilla = combined_answer(record("determined", 0, 0, 0), supported=0, gain_nats=-4.0)
+    assert vanilla["statement"].endswith("; nothing for the razor to confirm")
     approx = combined_answer(record("approximate", 2, 2, 4), supported=3, gain_nats=9.0)
     assert approx["confirmed"] == 2  # never more than the count
     assert "2 conserved quadratic quantities, up to 4 within the drift tolerance" in \

@@ -54,6 +54,8 @@ def _count_text(test: dict) -> str:
 
 def _razor_text(test: dict, confirmed: int, gain_nats: float) -> str:
     """What the razor adds to the direct count."""
+    if test["status"] != "undetermined" and test["count"] == 0:
+        return "nothing for the razor to confirm"
     if gain_nats <= 0:
         return (f"the ELBO prefers the plain network by {-gain_nats:.1f} nats, so the razor "
                 "confirms none of them")
@@ -61,8 +63,6 @@ def _razor_text(test: dict, confirmed: int, gain_nats: float) -> str:
         return (f"the razor's nested ELBO comparison supports symmetrising over {confirmed} "
                 "of the undecided candidates; the data cannot decide the count")
     count = test["count"]
-    if count == 0:
-        return "nothing for the razor to confirm"
     if confirmed >= count:
         return (f"the razor confirms {'it' if count == 1 else f'all {count}'} (the nested ELBO "
                 f"comparison supports symmetrising over {'it' if count == 1 else 'each'}; "
