@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
+from pyro_razor.discovery.span_test import QuadraticQuantities
 from pyro_razor.models.polynomial_quantities import PolynomialQuantities
 from pyro_razor.runs.config import load_experiment
 from pyro_razor.runs.data import RunData
-from pyro_razor.symmetry import quadratic_value, quantity_from_generator
+from pyro_razor.symmetry import quantity_from_generator
 
 F64 = torch.float64
 
@@ -60,14 +61,18 @@ def energy_r2(C: torch.Tensor, H: torch.Tensor) -> float:
     return explained(C, H[:, None])
 
 
-def learned_values(run_dir: Path, config, z: torch.Tensor) -> torch.Tensor:
-    """The learned quantities of ``run_dir`` at model-unit states ``z (..., M)``: ``(..., K)``."""
+def learned_quantities(run_dir: Path, config):
+    """The learned quantities of ``run_dir`` as a function of model-unit states
+    ``z (..., M)`` -> ``(..., K)``: polynomial ``eta`` from ``quantities.json``, else the
+    quadratic forms of ``generators.pt``
+    (:class:`~pyro_razor.discovery.span_test.QuadraticQuantities`)."""
     learned = run_dir / "learned"
     if (learned / "quantities.json").is_file():
         eta = torch.tensor(json.loads((learned / "quantities.json").read_text())["eta"], dtype=F64)
-        return monomial_values(z, config.model.quantity_degree) @ eta.T
-    A, b = quantity_from_generator(torch.load(learned / "generators.pt").to(F64))
-    return torch.stack([quadratic_value(A[k], b[k], z) for k in range(A.shape[0])], -1)
+        return lambda z: monomial_values(z, config.model.quantity_degree) @ eta.T
+    quadratic = QuadraticQuantities(*quantity_from_generator(
+        torch.load(learned / "generators.pt").to(F64)))
+    return lambda z: quadratic(z.reshape(-1, z.shape[-1]))[0].reshape(*z.shape[:-1], -1)
 
 
 def law_report(config_path: str | Path, run_dir: str | Path, laws=None) -> list[dict]:
@@ -75,21 +80,21 @@ def law_report(config_path: str | Path, run_dir: str | Path, laws=None) -> list[
     a function ``(..., M) -> (..., L)`` in the system's units, or ``None``."""
     config = load_experiment(config_path)
     data = RunData.load(config.data, "cpu", F64)
+    quantities = learned_quantities(Path(run_dir), config)
     energy = data.system.hamiltonian
 
     def values(z):  # (B, n, M) model units -> quantities (B, n, K), energy, laws
         x = data.scaling.to_original(z)
-        return learned_values(Path(run_dir), config, z), energy(x), \
-            None if laws is None else laws(x)
+        return quantities(z), energy(x), None if laws is None else laws(x)
 
     (C_tr, H_tr, L_tr), (C_te, H_te, L_te) = values(data.train.to(F64)), values(data.test.to(F64))
     both_H = torch.cat([H_tr.flatten(), H_te.flatten()])
+    both_L = None if laws is None else torch.cat([L_tr.flatten(0, -2), L_te.flatten(0, -2)])
     out = []
     for k in range(C_tr.shape[-1]):
         both_C = torch.cat([C_tr[..., k].flatten(), C_te[..., k].flatten()])
         row = {"quantity": k + 1, "energy_r2": energy_r2(both_C, both_H)}
-        if laws is not None:
-            both_L = torch.cat([L_tr.flatten(0, -2), L_te.flatten(0, -2)])
+        if both_L is not None:
             row["laws_r2"] = explained(both_C, both_L)
             row["law_r2"] = [explained(both_C, both_L[:, j:j + 1]) for j in range(both_L.shape[1])]
         row.update({"within_total_train": within_over_total(C_tr[..., k]),

@@ -33,9 +33,8 @@ from direct_benchmark import SYSTEMS, data  # noqa: E402
 
 from pyro_razor.atomic import write_text  # noqa: E402
 from pyro_razor.discovery.agreement import records_agreement  # noqa: E402
-from pyro_razor.discovery.answer import combined_answer, supported_laws  # noqa: E402
 from pyro_razor.discovery.direct import direct_estimate  # noqa: E402
-from pyro_razor.runs.discover import IN_SPAN, razor_decision, run_discovery  # noqa: E402
+from pyro_razor.runs.discover import razor_answer, razor_decision, run_discovery  # noqa: E402
 from pyro_razor.systems.files import read_trajectories, write_trajectories  # noqa: E402
 
 DEFAULT_SYSTEMS = [name for name, (system, _) in SYSTEMS.items() if system.phase_dim <= 4]
@@ -94,15 +93,14 @@ def redecide(path: Path, out: Path) -> list[dict]:
     for row in rows:
         run = out / f"{row['system']}_noise{row['noise']:g}"
         found, data, _, _ = razor_decision(run)
-        direct = json.loads((run / "discovery.json").read_text())["direct"]["quantities"]
-        agreement = records_agreement(found.quantities, direct, data.scaling)
+        record = json.loads((run / "discovery.json").read_text())
+        agreement = records_agreement(found.quantities, record["direct"]["quantities"],
+                                      data.scaling)
         trajectories = read_trajectories(out / f"{row['system']}_noise{row['noise']:g}.npz")
         direct_test = direct_estimate(trajectories.trajectories).to_json()
         row.update(direct=direct_outcome(direct_test))
-        record = json.loads((run / "discovery.json").read_text())
-        supported = supported_laws(record["evidence"]["per_quantity"]["quantities"], IN_SPAN)
-        gain = -found.evidence["elbo"]["learned_minus_vanilla_nats"]
-        row.update(confirmed=combined_answer(direct_test, supported, gain)["confirmed"])
+        evidence = {**found.evidence, "per_quantity": record["evidence"]["per_quantity"]}
+        row.update(confirmed=razor_answer(direct_test, evidence)["confirmed"])
         row.update(razor=found.n_found, razor_outcome=razor_outcome(found),
                    algebra=found.algebra["name"], angles_deg=agreement["angles_deg"])
     write_text(path, "".join(json.dumps(row) + "\n" for row in rows))

@@ -65,7 +65,7 @@ def test_a_quadratic_run_is_read_from_its_generators_and_scored_against_named_la
     config = load_config(KEPLER)
     data = RunData.load(config.data, "cpu", torch.float64)
     L = kepler().conserved_quantities[0]
-    # L in model units: C(z) = L(to_original(z)); to_original is affine, so fit (A, b) exactly
+    # the generator is read in model units: here they are the system's own
     z = data.train.to(torch.float64).reshape(-1, 4)
     assert torch.allclose(data.scaling.to_original(z), z), "the Kepler config trains unscaled"
     (tmp_path / "learned").mkdir(parents=True)

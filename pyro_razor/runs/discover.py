@@ -273,15 +273,20 @@ def run_discovery(
     found.evidence["direct"] = direct_record
     found.evidence["agreement"] = records_agreement(found.quantities, direct.quantities,
                                                     data.scaling)
-    supported = supported_laws(found.evidence["per_quantity"]["quantities"], IN_SPAN)
-    gain = -found.evidence["elbo"]["learned_minus_vanilla_nats"]
-    found.evidence["answer"] = combined_answer(direct_record["evidence"]["direct"], supported,
-                                               gain)
+    found.evidence["answer"] = razor_answer(direct_record["evidence"]["direct"], found.evidence)
     record = {**found.to_json(), **record, "direct": direct_record, "razor": True}
     _write_answer(out, record, say)
     plot_discovery(found.quantities, data.scaling.to_original(data.train), data.dt, data.names,
                    RunDir(out).figure("discovery.png"))
     return found
+
+
+def razor_answer(direct_test: dict, evidence: dict) -> dict:
+    """The answer (:func:`~pyro_razor.discovery.answer.combined_answer`) from the direct test's
+    record and the razor's evidence (its ``"elbo"`` and ``"per_quantity"`` records)."""
+    supported = supported_laws(evidence["per_quantity"]["quantities"], IN_SPAN)
+    return combined_answer(direct_test, supported,
+                           -evidence["elbo"]["learned_minus_vanilla_nats"])
 
 
 def discover_warnings(caught) -> list[str]:
