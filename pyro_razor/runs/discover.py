@@ -12,11 +12,14 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
   at unit flow speed; :mod:`~pyro_razor.discovery.candidates`) plus two spare ones at zero:
   ``K = min(L + 2, M (M + 3) / 2)`` for ``L`` candidates (a chosen ``quantities`` above
   ``M (M + 3) / 2`` is refused before any work);
-- an MLP of two hidden layers of 64 ELU units, ``S = 8`` symmetry samples uniform in the unit
-  ball times pi, ``P = 4`` weight samples, the matrix-normal guide at
-  ``guide.init_scale = 0.02`` (uniform; the scales reach their converged size within the
-  run on most data, else the answer carries the step-budget warning), a fixed ``N(0, 1)``
-  prior and the output noise estimated from the residuals (appendix D.2);
+- an MLP of two hidden layers of 64 ELU units, ``S =`` :data:`TAU_SAMPLES` ``= 4`` symmetry
+  samples per training step, uniform in the unit ball times pi (8 before the eighth session:
+  half the step's work; experiments/RESULTS.md "Discover in under a minute" re-measures the
+  answers; the evaluation still averages over 256), ``P = 4`` weight samples, the
+  matrix-normal guide at ``guide.init_scale = 0.02`` (uniform; the scales reach their
+  converged size within the run on most data, else the answer carries the step-budget
+  warning), a fixed ``N(0, 1)`` prior and the output noise estimated from the residuals
+  (appendix D.2);
 - the classical Runge-Kutta step (RK4) with enough sub-steps per ``dt`` that one moves the
   standardised state by at most :data:`SUB_STEP_MOVE` = 1.2 (90th percentile of the observed
   increments), between 1 and 8. At the standardised radius ~2 of ``M = 4`` data that is a
@@ -30,8 +33,10 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
 - after training, each candidate (and each spare quantity whose flow moves the data by more
   than 0.1 standard deviations) is put to the nested ELBO comparison of
   :mod:`~pyro_razor.discovery.confirm` (switched off, weights refitted for
-  ``confirm_epochs`` epochs): the razor's evidence for that quantity, in nats, beside the
-  direct test's verdict;
+  ``confirm_epochs`` epochs with :data:`REFIT_PARTICLES` ``= 2`` weight samples per step:
+  the same objective as training with noisier gradients, whose run-to-run effect the
+  comparison's noise refit measures): the razor's evidence for that quantity, in nats, beside
+  the direct test's verdict;
 - the answer (:mod:`~pyro_razor.discovery.answer`): the direct test's count, with how many of
   those laws the razor's nested ELBO comparison supports (quantities started at a conserved
   candidate that stayed in the candidates' span) and, where it supports fewer, that
@@ -43,6 +48,7 @@ Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``K`` learnable
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -87,6 +93,8 @@ FULL_BATCH_TRANSITIONS = 4000
 MOVES = 0.1  # standardised flow speed above which a spare quantity is put to the test
 SUB_STEP_MOVE = 1.2  # standardised distance one RK4 sub-step may move a state (module docstring)
 MAX_SUB_STEPS = 8
+TAU_SAMPLES = 4  # symmetry samples per training step (module docstring)
+REFIT_PARTICLES = 2  # weight samples per step of the per-quantity refits (module docstring)
 IN_SPAN = 0.95  # parallelness above which a spare quantity counts as inside the candidates' span
 
 
@@ -159,7 +167,7 @@ def discovery_config(
     model = ModelConfig(
         hidden=(64, 64), activation="elu", elu_alpha=1.0, prior="fixed", prior_variance=1.0,
         noise="empirical", noise_variance=1e-3, integrator="rk4",
-        integrator_steps=sub_steps, tau_samples=8, measure="ball",
+        integrator_steps=sub_steps, tau_samples=TAU_SAMPLES, measure="ball",
         measure_scale=math.pi, num_quantities=K, eta_init="direct", eta_seed=seed,
     )
     train = TrainConfig(
@@ -345,7 +353,8 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
     """The nested ELBO comparison (:func:`~pyro_razor.discovery.confirm.quantity_evidence`) for
     each learned quantity that started at a direct candidate or whose flow moves the training
     states by more than 0.1 (model units), with its parallelness to the candidates' span
-    (training may mix the candidates: only the span is defined)."""
+    (training may mix the candidates: only the span is defined). The refits take
+    ``config.train`` with at most :data:`REFIT_PARTICLES` weight samples per step."""
     K = config.model.num_quantities
     A, b, kinds = direct_start(training_trajectories(data.states, data.next_states), K)
     start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
@@ -354,8 +363,10 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                else torch.zeros(K, dtype=torch.float64))
     tested = [k for k in range(K) if k < len(kinds) or float(speed[k]) > MOVES]
     if not tested:
-        return {"quantities": [], "refit_epochs": refit_epochs}
-    evidence = quantity_evidence(model, guide, data.states, data.next_states, config.train, G,
+        return {"quantities": [], "refit_epochs": refit_epochs, "refit_particles": 0}
+    refit = dataclasses.replace(config.train, num_particles=min(config.train.num_particles,
+                                                                REFIT_PARTICLES))
+    evidence = quantity_evidence(model, guide, data.states, data.next_states, refit, G,
                                  indices=tested, refit_epochs=refit_epochs)
     rows = []
     for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
@@ -366,7 +377,8 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                      "speed": float(speed[k]), "delta_nats": delta, "decision": decision,
                      "statement": STATEMENTS[(kind, decision)]})
     return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
-                                              "threshold", "seconds")}, "quantities": rows}
+                                              "threshold", "seconds")},
+            "refit_particles": refit.num_particles, "quantities": rows}
 
 
 def _write_answer(out: Path, record: dict, say) -> None:
