@@ -86,8 +86,8 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
                                                "learned_minus_vanilla_nats", "n_transitions"}
     assert isinstance(record["verdict"], str) and record["names"] == ["x", "y", "px", "py"]
     assert record["settings"]["phase_dim"] == 4 and record["settings"]["num_quantities"] == 6
-    # training averages over S = 4 symmetry samples with P = 4 weight samples; the refits of
-    # the per-quantity evidence take P = 2
+    # training averages over S = 4 symmetry samples with P = 4 weight samples, and so do the
+    # refits of the per-quantity evidence
     assert record["settings"]["tau_samples"] == 4 and record["settings"]["particles"] == 4
     for q in record["quantities"]:
         assert q["formula"].startswith(q["label"] + " = ")
@@ -102,8 +102,8 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     evidence = record["evidence"]["per_quantity"]
     assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
     assert all(q["in_span"] > 0.9 for q in evidence["quantities"][:4])  # after 3 epochs
-    assert evidence["refit_epochs"] == 2 and evidence["refit_particles"] == 2
-    assert "razor evidence per quantity (switched off, weights refitted 2 epochs at P = 2" in text
+    assert evidence["refit_epochs"] == 2 and evidence["refit_particles"] == 4
+    assert "razor evidence per quantity (switched off, weights refitted 2 epochs at P = 4" in text
     # the razor's span against the direct estimate's: one angle per shared dimension
     agreement = record["evidence"]["agreement"]
     assert agreement["direct"] == 4 and agreement["razor"] == record["n_found"]
