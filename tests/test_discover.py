@@ -103,7 +103,9 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     assert [q["start"] for q in evidence["quantities"]][:4] == ["conserved"] * 4
     assert all(q["in_span"] > 0.9 for q in evidence["quantities"][:4])  # after 3 epochs
     assert evidence["refit_epochs"] == 2 and evidence["refit_particles"] == 4
-    assert "razor evidence per quantity (switched off, weights refitted 2 epochs at P = 4" in text
+    assert evidence["refit_lr"] == 3e-3  # below training's 1e-2 (discover's module docstring)
+    assert ("razor evidence per quantity (switched off, weights refitted 2 epochs at P = 4, "
+            "lr 0.003; run-to-run noise") in text
     # the razor's span against the direct estimate's: one angle per shared dimension
     agreement = record["evidence"]["agreement"]
     assert agreement["direct"] == 4 and agreement["razor"] == record["n_found"]

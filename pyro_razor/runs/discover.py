@@ -33,9 +33,13 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
 - after training, each candidate (and each spare quantity whose flow moves the data by more
   than 0.1 standard deviations) is put to the nested ELBO comparison of
   :mod:`~pyro_razor.discovery.confirm` (switched off, weights refitted for
-  ``confirm_epochs`` epochs at training's ``P = 4``; 2 weight samples per refit step doubled
-  the refits' run-to-run scatter, experiments/RESULTS.md): the razor's evidence for that
-  quantity, in nats, beside the direct test's verdict;
+  ``confirm_epochs`` epochs at training's ``P = 4`` and the learning rate
+  :data:`REFIT_LR` ``= 3e-3``): the razor's evidence for that quantity, in nats, beside the
+  direct test's verdict. A refit restarts Adam, whose first steps move every weight by about
+  the learning rate whatever its gradient; at training's 1e-2 that kick dominated the
+  comparison's noise (beating pair, 4 refit seeds: the full model's -ELBO scattered by std 32
+  nats, a law's paired change by 17), at 3e-3 by 8 and 10, with the same size of change
+  (experiments/RESULTS.md; 2 weight samples per refit step instead of 4 doubled the scatter);
 - the answer (:mod:`~pyro_razor.discovery.answer`): the direct test's count, with how many of
   those laws the razor's nested ELBO comparison supports (quantities started at a conserved
   candidate that stayed in the candidates' span) and, where it supports fewer, that
@@ -47,6 +51,7 @@ Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``K`` learnable
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -92,6 +97,7 @@ MOVES = 0.1  # standardised flow speed above which a spare quantity is put to th
 SUB_STEP_MOVE = 1.2  # standardised distance one RK4 sub-step may move a state (module docstring)
 MAX_SUB_STEPS = 8
 TAU_SAMPLES = 4  # symmetry samples per training step (module docstring)
+REFIT_LR = 3e-3  # learning rate of the per-quantity refits (module docstring)
 IN_SPAN = 0.95  # parallelness above which a spare quantity counts as inside the candidates' span
 
 
@@ -350,7 +356,8 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
     """The nested ELBO comparison (:func:`~pyro_razor.discovery.confirm.quantity_evidence`) for
     each learned quantity that started at a direct candidate or whose flow moves the training
     states by more than 0.1 (model units), with its parallelness to the candidates' span
-    (training may mix the candidates: only the span is defined)."""
+    (training may mix the candidates: only the span is defined). The refits take
+    ``config.train`` at the learning rate :data:`REFIT_LR`."""
     K = config.model.num_quantities
     A, b, kinds = direct_start(training_trajectories(data.states, data.next_states), K)
     start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
@@ -361,7 +368,8 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
     if not tested:
         return {"quantities": [], "refit_epochs": refit_epochs,
                 "refit_particles": config.train.num_particles}
-    evidence = quantity_evidence(model, guide, data.states, data.next_states, config.train, G,
+    refit = dataclasses.replace(config.train, lr=REFIT_LR)
+    evidence = quantity_evidence(model, guide, data.states, data.next_states, refit, G,
                                  indices=tested, refit_epochs=refit_epochs)
     rows = []
     for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
@@ -373,7 +381,7 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                      "statement": STATEMENTS[(kind, decision)]})
     return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
                                               "threshold", "seconds")},
-            "refit_particles": config.train.num_particles, "quantities": rows}
+            "refit_particles": refit.num_particles, "refit_lr": refit.lr, "quantities": rows}
 
 
 def _write_answer(out: Path, record: dict, say) -> None:

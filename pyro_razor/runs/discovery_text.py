@@ -88,9 +88,11 @@ def _per_quantity_lines(evidence: dict | None) -> list[str]:
         return []
     bar = max(evidence["threshold"], 2 * evidence["noise_nats"])
     particles = evidence.get("refit_particles")  # absent in records before the eighth session
+    rate = evidence.get("refit_lr")
+    how = "" if particles is None else f" at P = {particles}"
+    how += "" if rate is None else f", lr {rate:g}"
     lines = [f"razor evidence per quantity (switched off, weights refitted "
-             f"{evidence['refit_epochs']} epochs"
-             f"{'' if particles is None else f' at P = {particles}'}; run-to-run noise "
+             f"{evidence['refit_epochs']} epochs{how}; run-to-run noise "
              f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
     for q in evidence["quantities"]:
         start = ("a spare quantity" if q["start"].startswith("spare") else
