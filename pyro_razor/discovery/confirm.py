@@ -43,7 +43,7 @@ import torch
 from pyro_razor import inference
 from pyro_razor.models.quantities import FixedQuantities
 
-__all__ = ["STATEMENTS", "quantity_evidence"]
+__all__ = ["STATEMENTS", "decision_bar", "quantity_evidence"]
 
 THRESHOLD_NATS = 3.0
 
@@ -112,15 +112,20 @@ def _fit(model, guide, states, next_states, train_config, G, snapshot, evaluatio
     return _neg_elbo(model, guide, states, next_states, *evaluation)
 
 
+def decision_bar(noise: float, threshold: float) -> float:
+    """The least ``|Delta_k|`` in nats that decides: ``max(threshold, 2 noise)``."""
+    return max(threshold, 2.0 * noise)
+
+
 def _decision(delta: float, noise: float, threshold: float) -> str:
-    bar = max(threshold, 2.0 * noise)
+    bar = decision_bar(noise, threshold)
     return "supports" if delta > bar else ("against" if delta < -bar else "indifferent")
 
 
 def quantity_evidence(
     model, guide, states: torch.Tensor, next_states: torch.Tensor, train_config,
     generators: torch.Tensor, *, indices=None, refit_epochs: int = 100, num_samples: int = 8,
-    tau_samples: int = 64, threshold: float = THRESHOLD_NATS,
+    tau_samples: int = 64, threshold: float = THRESHOLD_NATS, refit_lr: float | None = None,
 ) -> dict:
     """The nested comparison of the module docstring for each of ``K`` generators.
 
@@ -135,11 +140,12 @@ def quantity_evidence(
         refit_epochs: epochs of each refit (0: compare with the weights as trained).
         num_samples, tau_samples: weight and symmetry samples of each evaluation.
         threshold: the least ``|Delta_k|`` in nats that decides.
+        refit_lr: the refits' learning rate (default ``train_config.lr``).
 
     Returns:
         ``{"neg_elbo": full model's -ELBO in nats, "noise_nats", "indices",
-        "delta_nats": [per index], "decisions": [per index], "refit_epochs", "threshold",
-        "seconds"}``.
+        "delta_nats": [per index], "decisions": [per index], "refit_epochs",
+        "refit_particles", "refit_lr", "threshold", "seconds"}``.
     """
     start = time.perf_counter()
     if refit_epochs < 0:
@@ -154,7 +160,9 @@ def quantity_evidence(
         raise ValueError(f"quantity_evidence: indices {indices} outside 0..{G.shape[0] - 1}")
     snapshot, quantities = _snapshot(model, guide), model.quantities
     refit = (dataclasses.replace(train_config, epochs=refit_epochs, eta_warmup_epochs=0,
-                                 checkpoint_every=0) if refit_epochs else None)
+                                 checkpoint_every=0,
+                                 lr=train_config.lr if refit_lr is None else refit_lr)
+             if refit_epochs else None)
     seed = train_config.seed
     evaluation = (num_samples, tau_samples, seed)
     try:
@@ -174,5 +182,6 @@ def quantity_evidence(
             store.setdefault(name, value, constraint)
     return {"neg_elbo": full, "noise_nats": noise, "indices": indices, "delta_nats": deltas,
             "decisions": [_decision(d, noise, threshold) for d in deltas],
-            "refit_epochs": refit_epochs, "threshold": threshold,
+            "refit_epochs": refit_epochs, "refit_particles": train_config.num_particles,
+            "refit_lr": train_config.lr if refit is None else refit.lr, "threshold": threshold,
             "seconds": time.perf_counter() - start}

@@ -51,7 +51,6 @@ Shapes: ``B`` trajectories, ``n`` points, ``M`` phase dimension, ``K`` learnable
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import warnings
@@ -366,11 +365,9 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                else torch.zeros(K, dtype=torch.float64))
     tested = [k for k in range(K) if k < len(kinds) or float(speed[k]) > MOVES]
     if not tested:
-        return {"quantities": [], "refit_epochs": refit_epochs,
-                "refit_particles": config.train.num_particles}
-    refit = dataclasses.replace(config.train, lr=REFIT_LR)
-    evidence = quantity_evidence(model, guide, data.states, data.next_states, refit, G,
-                                 indices=tested, refit_epochs=refit_epochs)
+        return {"quantities": [], "refit_epochs": refit_epochs}
+    evidence = quantity_evidence(model, guide, data.states, data.next_states, config.train, G,
+                                 indices=tested, refit_epochs=refit_epochs, refit_lr=REFIT_LR)
     rows = []
     for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
                                   strict=True):
@@ -380,8 +377,8 @@ def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                      "speed": float(speed[k]), "delta_nats": delta, "decision": decision,
                      "statement": STATEMENTS[(kind, decision)]})
     return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
-                                              "threshold", "seconds")},
-            "refit_particles": refit.num_particles, "refit_lr": refit.lr, "quantities": rows}
+                                              "refit_particles", "refit_lr", "threshold",
+                                              "seconds")}, "quantities": rows}
 
 
 def _write_answer(out: Path, record: dict, say) -> None:

@@ -10,6 +10,7 @@ its verdict) and every warning. :func:`settings_line` and :func:`estimate_line` 
 
 from __future__ import annotations
 
+from pyro_razor.discovery.confirm import decision_bar
 from pyro_razor.runs.benchmark import seconds_per_step
 
 __all__ = ["discovery_text", "estimate_line", "settings_line"]
@@ -86,7 +87,7 @@ def _span_test_lines(test: dict | None, moved: int) -> list[str]:
 def _per_quantity_lines(evidence: dict | None) -> list[str]:
     if not evidence or not evidence["quantities"]:
         return []
-    bar = max(evidence["threshold"], 2 * evidence["noise_nats"])
+    bar = decision_bar(evidence["noise_nats"], evidence["threshold"])
     particles = evidence.get("refit_particles")  # absent in records before the eighth session
     rate = evidence.get("refit_lr")
     how = "" if particles is None else f" at P = {particles}"
