@@ -119,43 +119,15 @@ def train(
     N = T * n
     B = config.batch_trajectories(T)
     steps_per_epoch = config.steps_per_epoch(T)
-    step_class = TrainingStep
-    if distributed.is_distributed():
-        distributed.check_world_size(T, config)
-        step_class = distributed.DistributedTrainingStep
     # ELU's exp() of very negative pre-activations produces subnormal floats, which slow CPU
     # arithmetic by orders of magnitude late in training; flushing them changes no result
     # beyond 1e-38 (float32) / 1e-308 (float64).
     torch.set_flush_denormal(True)
     pyro.set_rng_seed(config.seed)
     batch_rng = torch.Generator().manual_seed(config.seed)
-    step = step_class(model, guide, config, config.epochs * steps_per_epoch,
-                      config.eta_warmup_epochs * steps_per_epoch)
-    start_epoch, history, ckpt = 0, [], None
-    if resume:
-        ckpt = resume_checkpoint(checkpoint, config, model, guide, step.optimizer, batch_rng,
-                                 states.device, warm_start)
-        start_epoch, history = ckpt["epoch"], list(ckpt["history"])
-        # A warm start restarts the schedules over the remaining epochs; a later resume of it
-        # rebuilds the same schedules from the checkpoint's ``schedule_start``.
-        schedule_start = start_epoch if warm_start else ckpt.get("schedule_start", 0)
-        if schedule_start:
-            remaining = max(config.epochs - schedule_start, 1) * steps_per_epoch
-            warmup = max(config.eta_warmup_epochs - schedule_start, 0) * steps_per_epoch
-            step = step_class(model, guide, config, remaining, warmup)
-            if not warm_start:
-                step.optimizer.set_state(ckpt["optimizer"])
-    else:
-        schedule_start = 0
-    saved_epoch = None if ckpt is None else start_epoch
-    # Build the guide's parameters before (re)storing RNG state, so a resumed run's random
-    # stream matches the uninterrupted run's.
-    with poutine.block():
-        guide(states[:1], next_states[:1])
-    if ckpt is not None:
-        pyro.util.set_rng_state(ckpt["rng"])
-    distributed.check_same_on_every_rank((start_epoch, tuple(states.shape), asdict(config)),
-                                         "the start epoch, data shape and training config")
+    step, start_epoch, history, schedule_start = _prepared_step(
+        model, guide, states, next_states, config, batch_rng, checkpoint, resume, warm_start)
+    saved_epoch = start_epoch if resume else None
 
     main_rank = distributed.is_main_process()
     t0 = time.perf_counter()
@@ -172,10 +144,7 @@ def train(
         except (FloatingPointError, distributed.DistributedError) as exc:
             raise _stopped(exc, epoch + 1, checkpoint, saved_epoch, description) from None
         record = _epoch_record(epoch, records, N, time.perf_counter() - epoch_start)
-        record["lr"] = _current_lr(step.optimizer, config)
-        record["lr_scale"] = _current_lr(step.optimizer, config, "scale")
-        for l, value in enumerate(posterior_log_std(guide, model.weight_sites) or []):
-            record[f"log_std{l}"] = value
+        record.update(_schedule_and_scales(step.optimizer, config, guide, model))
         history.append(record)
         bar.set_postfix(_postfix(record), refresh=False)
         last = epoch + 1 == config.epochs
@@ -197,6 +166,56 @@ def train(
     return TrainResult(history=history, steps=steps_done, wall_time_s=wall,
                        seconds_per_step=wall / steps_done if steps_done else float("nan"),
                        scale_warning=scale_warning)
+
+
+def _prepared_step(model, guide, states, next_states, config: TrainConfig, batch_rng,
+                   checkpoint, resume: bool, warm_start: bool):
+    """The SVI step of :func:`train` and where it starts: ``(step, start_epoch, history,
+    schedule_start)``, from scratch or (``resume``) from ``checkpoint``, with the guide's
+    parameters built and the RNG state where the interrupted run left it."""
+    from pyro_razor.inference import distributed
+
+    T = states.shape[0]
+    steps_per_epoch = config.steps_per_epoch(T)
+    step_class = TrainingStep
+    if distributed.is_distributed():
+        distributed.check_world_size(T, config)
+        step_class = distributed.DistributedTrainingStep
+    step = step_class(model, guide, config, config.epochs * steps_per_epoch,
+                      config.eta_warmup_epochs * steps_per_epoch)
+    start_epoch, history, ckpt, schedule_start = 0, [], None, 0
+    if resume:
+        ckpt = resume_checkpoint(checkpoint, config, model, guide, step.optimizer, batch_rng,
+                                 states.device, warm_start)
+        start_epoch, history = ckpt["epoch"], list(ckpt["history"])
+        # A warm start restarts the schedules over the remaining epochs; a later resume of it
+        # rebuilds the same schedules from the checkpoint's ``schedule_start``.
+        schedule_start = start_epoch if warm_start else ckpt.get("schedule_start", 0)
+        if schedule_start:
+            remaining = max(config.epochs - schedule_start, 1) * steps_per_epoch
+            warmup = max(config.eta_warmup_epochs - schedule_start, 0) * steps_per_epoch
+            step = step_class(model, guide, config, remaining, warmup)
+            if not warm_start:
+                step.optimizer.set_state(ckpt["optimizer"])
+    # Build the guide's parameters before (re)storing RNG state, so a resumed run's random
+    # stream matches the uninterrupted run's.
+    with poutine.block():
+        guide(states[:1], next_states[:1])
+    if ckpt is not None:
+        pyro.util.set_rng_state(ckpt["rng"])
+    distributed.check_same_on_every_rank((start_epoch, tuple(states.shape), asdict(config)),
+                                         "the start epoch, data shape and training config")
+    return step, start_epoch, history, schedule_start
+
+
+def _schedule_and_scales(optimizer, config: TrainConfig, guide, model) -> dict:
+    """The history's per-epoch learning rates (``lr``, ``lr_scale``) and the posterior's mean
+    log standard deviation per layer (``log_std<l>``)."""
+    record = {"lr": _current_lr(optimizer, config),
+              "lr_scale": _current_lr(optimizer, config, "scale")}
+    for l, value in enumerate(posterior_log_std(guide, model.weight_sites) or []):
+        record[f"log_std{l}"] = value
+    return record
 
 
 def _stopped(exc: Exception, epoch: int, checkpoint, saved_epoch: int | None,
