@@ -126,7 +126,8 @@ def train(
     pyro.set_rng_seed(config.seed)
     batch_rng = torch.Generator().manual_seed(config.seed)
     step, start_epoch, history, schedule_start = _prepared_step(
-        model, guide, states, next_states, config, batch_rng, checkpoint, resume, warm_start)
+        model, guide, states, next_states, config, steps_per_epoch, batch_rng, checkpoint, resume,
+        warm_start)
     saved_epoch = start_epoch if resume else None
 
     main_rank = distributed.is_main_process()
@@ -168,15 +169,14 @@ def train(
                        scale_warning=scale_warning)
 
 
-def _prepared_step(model, guide, states, next_states, config: TrainConfig, batch_rng,
-                   checkpoint, resume: bool, warm_start: bool):
+def _prepared_step(model, guide, states, next_states, config: TrainConfig,
+                   steps_per_epoch: int, batch_rng, checkpoint, resume: bool, warm_start: bool):
     """The SVI step of :func:`train` and where it starts: ``(step, start_epoch, history,
     schedule_start)``, from scratch or (``resume``) from ``checkpoint``, with the guide's
     parameters built and the RNG state where the interrupted run left it."""
     from pyro_razor.inference import distributed
 
     T = states.shape[0]
-    steps_per_epoch = config.steps_per_epoch(T)
     step_class = TrainingStep
     if distributed.is_distributed():
         distributed.check_world_size(T, config)
