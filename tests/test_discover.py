@@ -121,8 +121,9 @@ def test_discover_end_to_end_writes_the_answer_and_its_contract(tmp_path, capsys
     answer = record["evidence"]["answer"]
     assert answer["status"] == record["direct"]["evidence"]["direct"]["status"]
     assert answer["count"] == record["direct"]["evidence"]["direct"]["count"] == 4
-    supported = sum(q["start"] in ("conserved", "undecided") and q["in_span"] >= 0.95 and
-                    q["decision"] == "supports" for q in evidence["quantities"])
+    supported = sum(sum(span >= 0.95 for span in q["members_in_span"])
+                    for q in evidence["quantities"]
+                    if q["start"] in ("conserved", "undecided") and q["decision"] == "supports")
     gain = -record["evidence"]["elbo"]["learned_minus_vanilla_nats"]
     assert answer["confirmed"] == (min(supported, 4) if gain > 0 else 0)
     assert f"\nanswer: {answer['statement']}" in text

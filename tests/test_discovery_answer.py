@@ -42,7 +42,8 @@ def test_undetermined_stays_undetermined_whatever_the_razor_says():
     assert a["count"] is None and a["range"] == [0, 3] and a["confirmed"] == 1
     assert a["statement"].startswith("undetermined, between 0 and 3 conserved quadratic "
                                      "quantities (the direct test at level 0.01)")
-    assert "supports symmetrising over 1 of the undecided candidates" in a["statement"]
+    assert ("supports symmetrising over 1 of the 3 candidates (the undecided ones tested "
+            "together)") in a["statement"]
     capped = combined_answer(record("undetermined", None, 0, 1), supported=3, gain_nats=80.0)
     assert capped["confirmed"] == 1  # never above the range's upper end
 
@@ -76,3 +77,13 @@ def test_supported_laws_counts_supported_candidates_still_in_their_span():
     assert supported_laws(rows, 0.95) == 2
     assert supported_laws(rows, 0.85) == 3
     assert supported_laws([], 0.95) == 0
+
+
+def test_a_supported_group_of_undecided_candidates_counts_its_members_in_span():
+    """The undecided candidates are switched off together (one row, ``members_in_span``): a
+    supported group counts each member still in the candidates' span, a rejected one none."""
+    group = {"start": "undecided", "in_span": 0.54, "members_in_span": [0.98, 0.54, 0.96],
+             "decision": "supports"}
+    assert supported_laws([group], 0.95) == 2
+    assert supported_laws([group], 0.5) == 3
+    assert supported_laws([{**group, "decision": "indifferent"}], 0.5) == 0

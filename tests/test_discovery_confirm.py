@@ -98,6 +98,26 @@ def test_switching_off_the_energy_costs_and_a_squeeze_is_rejected(trained_sho):
     assert torch.equal(model.generators().detach(), learned)  # quantities restored
 
 
+def test_a_group_switched_off_together_is_the_sum_of_its_steps(trained_sho):
+    """Without refits every -ELBO is one seeded evaluation, so switching the energy and a
+    squeeze off together must cost what switching off the squeeze, then the energy, costs."""
+    config, data, model, guide, _ = trained_sho
+    squeeze = generator_matrix(torch.tensor([[[0.0, 1.0], [1.0, 0.0]]]), torch.zeros(1, 2))
+    G = torch.cat([model.generators().detach(), 0.1 * squeeze])
+    args = (model, guide, data.states, data.next_states, config.train)
+    both = quantity_evidence(*args, G, indices=[[0, 1]], refit_epochs=0)
+    squeeze_first = quantity_evidence(*args, G, indices=[1], refit_epochs=0)
+    without_squeeze = G.clone()
+    without_squeeze[1] = 0.0
+    then_energy = quantity_evidence(*args, without_squeeze, indices=[0], refit_epochs=0)
+    assert both["indices"] == [[0, 1]]
+    steps = squeeze_first["delta_nats"][0] + then_energy["delta_nats"][0]
+    assert both["delta_nats"][0] == pytest.approx(steps, rel=1e-5, abs=1e-3)
+    for bad in ([[]], [[0, 2]], [3]):
+        with pytest.raises(ValueError, match="non-empty groups of indices"):
+            quantity_evidence(*args, G, indices=bad, refit_epochs=0)
+
+
 def test_every_kind_and_decision_has_a_statement():
     for kind in ("conserved", "approximate", "undecided", "spare", "spare in span"):
         for decision in ("supports", "indifferent", "against"):

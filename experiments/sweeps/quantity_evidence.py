@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     for q in record["quantities"]:
-        print(f"Q{q['index'] + 1} [{q['start']}] speed {q['speed']:.3f} "
+        label = ", ".join(f"Q{k + 1}" for k in q["members"])
+        print(f"{label} [{q['start']}] speed {q['speed']:.3f} "
               f"{q['delta_nats']:+.1f} nats {q['decision']}", file=sys.stderr)
     print(f"noise {record['noise_nats']:.1f} nats, {record['wall_s']:.0f} s", file=sys.stderr)
     return 0

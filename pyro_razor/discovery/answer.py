@@ -31,12 +31,14 @@ __all__ = ["combined_answer", "supported_laws"]
 
 def supported_laws(quantities: list[dict], in_span_level: float) -> int:
     """How many tested quantities (``per_quantity`` rows of
-    :func:`~pyro_razor.runs.discover.per_quantity_evidence`: ``start``, ``in_span``,
-    ``decision``) started at a conserved direct candidate (or an undecided one, where the
-    direct test is undetermined), are still at least ``in_span_level`` parallel to the
-    candidates' span, and were decided ``"supports"``."""
-    return sum(q["start"] in ("conserved", "undecided") and q["in_span"] >= in_span_level
-               and q["decision"] == "supports" for q in quantities)
+    :func:`~pyro_razor.runs.discover.per_quantity_evidence`: ``start``, ``in_span`` or
+    ``members_in_span``, ``decision``) started at a conserved direct candidate (or an
+    undecided one, where the direct test is undetermined: those are tested as one group, and a
+    supported group counts each of its members), are still at least ``in_span_level``
+    parallel to the candidates' span, and were decided ``"supports"``."""
+    return sum(sum(span >= in_span_level for span in q.get("members_in_span", [q["in_span"]]))
+               for q in quantities
+               if q["start"] in ("conserved", "undecided") and q["decision"] == "supports")
 
 
 def _count_text(test: dict) -> str:
@@ -61,7 +63,8 @@ def _razor_text(test: dict, confirmed: int, gain_nats: float) -> str:
                 "confirms none of them")
     if test["status"] == "undetermined":
         return (f"the razor's nested ELBO comparison supports symmetrising over {confirmed} "
-                "of the undecided candidates; the data cannot decide the count")
+                f"of the {test['range'][1]} candidates (the undecided ones tested together); "
+                "the data cannot decide the count")
     count = test["count"]
     if confirmed >= count:
         return (f"the razor confirms {'it' if count == 1 else f'all {count}'} (the nested ELBO "

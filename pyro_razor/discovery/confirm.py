@@ -11,7 +11,10 @@ all but ``k``. Both are fitted the same way, from the same trained posterior ove
    model;
 2. for every ``k``: restore the trained posterior, set ``G_k = 0`` (the others keep their
    distribution of symmetry times: zeroing a row leaves the measure on the rest unchanged,
-   unlike dropping it), refit the same way: the model without ``k``;
+   unlike dropping it), refit the same way: the model without ``k``. A group of quantities
+   can be switched off together instead (``indices`` item ``(k1, k2, ...)``): the question
+   for a subspace whose basis the data do not fix, e.g. the direct estimate's undecided
+   candidates;
 3. evaluate each with the same random numbers (``num_samples`` weight draws, ``tau_samples``
    symmetry samples) and report, in nats over the ``N`` training transitions,
 
@@ -25,7 +28,8 @@ else ``"indifferent"``; ``threshold = 3`` nats is a Bayes factor of 20, "strong"
 Raftery's scale (an ELBO difference is a lower-bound difference, not a Bayes factor: the
 scale is a convention, stated as such).
 
-Cost: ``K + 2`` refits of ``refit_epochs`` epochs and as many evaluations.
+Cost: one refit of ``refit_epochs`` epochs per tested quantity or group, plus two for the
+full model, and as many evaluations.
 
 Shapes: ``B`` trajectories, ``n`` transitions, ``M`` phase dimension, ``K`` quantities.
 """
@@ -60,11 +64,11 @@ STATEMENTS = {
     "rejects symmetrising over it",
     ("approximate", "against"): "approximately conserved, and the evidence rejects symmetrising "
     "over it",
-    ("undecided", "supports"): "the data cannot tell whether it is conserved; the evidence "
-    "supports symmetrising over it",
+    ("undecided", "supports"): "the data cannot tell whether the undecided candidates are "
+    "conserved; the evidence supports symmetrising over their span",
     ("undecided", "indifferent"): "undecided by the data and by the evidence",
-    ("undecided", "against"): "the data cannot tell whether it is conserved; the evidence "
-    "rejects symmetrising over it",
+    ("undecided", "against"): "the data cannot tell whether the undecided candidates are "
+    "conserved; the evidence rejects symmetrising over their span",
     ("spare", "supports"): "not among the direct candidates, yet symmetrising over it pays: "
     "check it (a law outside the tested span, or an approximate symmetry)",
     ("spare", "indifferent"): "not among the direct candidates; no evidence either way",
@@ -112,6 +116,11 @@ def _fit(model, guide, states, next_states, train_config, G, snapshot, evaluatio
     return _neg_elbo(model, guide, states, next_states, *evaluation)
 
 
+def _item(k) -> int | list[int]:
+    """An ``indices`` item: one index, or a group (list) of indices switched off together."""
+    return int(k) if isinstance(k, int) or getattr(k, "ndim", None) == 0 else [int(i) for i in k]
+
+
 def decision_bar(noise: float, threshold: float) -> float:
     """The least ``|Delta_k|`` in nats that decides: ``max(threshold, 2 noise)``."""
     return max(threshold, 2.0 * noise)
@@ -136,7 +145,8 @@ def quantity_evidence(
         train_config: the :class:`~pyro_razor.inference.TrainConfig` of the training; the
             refits use it with ``epochs = refit_epochs``, no ``eta`` warm-up, no checkpoints.
         generators: ``(K, M+1, M+1)`` in the model's units.
-        indices: which ``k`` to switch off, one at a time (default all ``K``).
+        indices: what to switch off, one item at a time: an index ``k``, or a sequence of
+            indices switched off together (default every ``k`` alone).
         refit_epochs: epochs of each refit (0: compare with the weights as trained).
         num_samples, tau_samples: weight and symmetry samples of each evaluation.
         threshold: the least ``|Delta_k|`` in nats that decides.
@@ -155,9 +165,11 @@ def quantity_evidence(
     kept = store.get_state()["constraints"]  # Pyro drops the quantities' params on a swap
     registered = {k: (store[k].detach().clone(), kept[k]) for k in store.keys()
                   if k.startswith("quantities.")}
-    indices = list(range(G.shape[0])) if indices is None else [int(k) for k in indices]
-    if any(not 0 <= k < G.shape[0] for k in indices):
-        raise ValueError(f"quantity_evidence: indices {indices} outside 0..{G.shape[0] - 1}")
+    indices = list(range(G.shape[0])) if indices is None else [_item(k) for k in indices]
+    flat = [k for item in indices for k in ([item] if isinstance(item, int) else item)]
+    if any(not 0 <= k < G.shape[0] for k in flat) or any(item == [] for item in indices):
+        raise ValueError(f"quantity_evidence: indices {indices} must be indices (or non-empty "
+                         f"groups of indices) in 0..{G.shape[0] - 1}")
     snapshot, quantities = _snapshot(model, guide), model.quantities
     refit = (dataclasses.replace(train_config, epochs=refit_epochs, eta_warmup_epochs=0,
                                  checkpoint_every=0,

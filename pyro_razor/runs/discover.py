@@ -30,8 +30,10 @@ Settings chosen from the data (stated in the output and in ``discovery.json``):
 - full-batch steps for up to 4,000 transitions (else minibatches of trajectories of about that
   size), 400 steps in all (1,500 before issue 26; the counts and algebras on the systems of
   experiments/RESULTS.md were re-measured unchanged);
-- after training, each candidate (and each spare quantity whose flow moves the data by more
-  than 0.1 standard deviations) is put to the nested ELBO comparison of
+- after training, each conserved or approximate candidate, the undecided candidates as one
+  group (the direct test cannot tell them apart, so only their span has a meaning), and each
+  spare quantity whose flow moves the data by more than 0.1 standard deviations are put to
+  the nested ELBO comparison of
   :mod:`~pyro_razor.discovery.confirm` (switched off, weights refitted for
   ``confirm_epochs`` epochs at training's ``P = 4`` and the learning rate
   :data:`REFIT_LR` ``= 3e-3``): the razor's evidence for that quantity, in nats, beside the
@@ -353,29 +355,45 @@ def razor_decision(out: str | os.PathLike, device: str | None = None, alpha: flo
 def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                           refit_epochs: int = 100) -> dict:
     """The nested ELBO comparison (:func:`~pyro_razor.discovery.confirm.quantity_evidence`) for
-    each learned quantity that started at a direct candidate or whose flow moves the training
-    states by more than 0.1 (model units), with its parallelness to the candidates' span
-    (training may mix the candidates: only the span is defined). The refits take
-    ``config.train`` at the learning rate :data:`REFIT_LR`."""
+    each learned quantity that started at a conserved or approximate direct candidate or whose
+    flow moves the training states by more than 0.1 (model units), with its parallelness to the
+    candidates' span (training may mix the candidates: only the span is defined). The quantities
+    started at the direct test's *undecided* candidates are switched off together, as one group:
+    the test could not tell them from non-conserved directions, so no basis of their span is
+    preferred and only the span's evidence means something (one refit instead of one each). The
+    refits take ``config.train`` at the learning rate :data:`REFIT_LR`.
+
+    Returns:
+        ``{"neg_elbo", "noise_nats", "refit_epochs", "refit_particles", "refit_lr",
+        "threshold", "seconds", "quantities": rows}``; a row has ``index`` (the first of a
+        group), ``members`` (its indices), ``start``, ``in_span`` (the least of its members'),
+        ``members_in_span``, ``speed`` (the largest), ``delta_nats``, ``decision``,
+        ``statement``.
+    """
     K = config.model.num_quantities
     A, b, kinds = direct_start(training_trajectories(data.states, data.next_states), K)
     start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
     speed = flow_speed(G, data.train)
     in_span = (parallelness(G.flatten(1), start[:len(kinds)].flatten(1)) if kinds
                else torch.zeros(K, dtype=torch.float64))
-    tested = [k for k in range(K) if k < len(kinds) or float(speed[k]) > MOVES]
+    kind = [kinds[k] if k < len(kinds) else (
+        "spare in span" if float(in_span[k]) >= IN_SPAN else "spare") for k in range(K)]
+    undecided = [k for k in range(min(K, len(kinds))) if kind[k] == "undecided"]
+    tested = ([[k] for k in range(min(K, len(kinds))) if kind[k] != "undecided"]
+              + ([undecided] if undecided else [])
+              + [[k] for k in range(len(kinds), K) if float(speed[k]) > MOVES])
     if not tested:
         return {"quantities": [], "refit_epochs": refit_epochs}
     evidence = quantity_evidence(model, guide, data.states, data.next_states, config.train, G,
                                  indices=tested, refit_epochs=refit_epochs, refit_lr=REFIT_LR)
     rows = []
-    for k, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
-                                  strict=True):
-        kind = kinds[k] if k < len(kinds) else (
-            "spare in span" if float(in_span[k]) >= IN_SPAN else "spare")
-        rows.append({"index": k, "start": kind, "in_span": float(in_span[k]),
-                     "speed": float(speed[k]), "delta_nats": delta, "decision": decision,
-                     "statement": STATEMENTS[(kind, decision)]})
+    for members, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
+                                        strict=True):
+        spans = [float(in_span[k]) for k in members]
+        rows.append({"index": members[0], "members": members, "start": kind[members[0]],
+                     "in_span": min(spans), "members_in_span": spans,
+                     "speed": max(float(speed[k]) for k in members), "delta_nats": delta,
+                     "decision": decision, "statement": STATEMENTS[(kind[members[0]], decision)]})
     return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
                                               "refit_particles", "refit_lr", "threshold",
                                               "seconds")}, "quantities": rows}

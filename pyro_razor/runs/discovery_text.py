@@ -96,12 +96,24 @@ def _per_quantity_lines(evidence: dict | None) -> list[str]:
              f"{evidence['refit_epochs']} epochs{how}; run-to-run noise "
              f"{evidence['noise_nats']:.1f} nats; decides beyond ±{bar:.1f} nats):"]
     for q in evidence["quantities"]:
-        start = ("a spare quantity" if q["start"].startswith("spare") else
-                 f"started at a {q['start']} direct candidate")
-        start += f"; {q['in_span']:.2f} of it now in the candidates' span"
-        lines.append(f"  Q{q['index'] + 1} ({start}): {q['delta_nats']:+.1f} nats, "
+        lines.append(f"  {_quantity_label(q)}: {q['delta_nats']:+.1f} nats, "
                      f"{q['decision']}: {q['statement']}")
     return lines
+
+
+def _quantity_label(q: dict) -> str:
+    """``Q3 (started at a conserved direct candidate; 0.98 of it now in the candidates'
+    span)``, or for a group switched off together ``Q4, Q5, Q6 (the 3 undecided direct
+    candidates, switched off together; ...)``."""
+    members = q.get("members", [q["index"]])
+    if len(members) > 1:
+        spans = q["members_in_span"]
+        return (f"{', '.join(f'Q{k + 1}' for k in members)} (the {len(members)} {q['start']} "
+                f"direct candidates, switched off together; {min(spans):.2f} to "
+                f"{max(spans):.2f} of each now in the candidates' span)")
+    start = ("a spare quantity" if q["start"].startswith("spare") else
+             f"started at a {q['start']} direct candidate")
+    return f"Q{q['index'] + 1} ({start}; {q['in_span']:.2f} of it now in the candidates' span)"
 
 
 def discovery_text(record: dict) -> str:
