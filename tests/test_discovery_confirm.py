@@ -118,6 +118,33 @@ def test_a_group_switched_off_together_is_the_sum_of_its_steps(trained_sho):
             quantity_evidence(*args, G, indices=bad, refit_epochs=0)
 
 
+def test_candidate_evidence_tests_the_started_candidate_and_reports_its_row(trained_sho):
+    """The SHO model started at its one direct candidate (the energy): one row, the energy,
+    conserved, still in the candidates' span, with quantity_evidence's own change."""
+    from pyro_razor.discovery.confirm import candidate_evidence
+
+    config, data, model, guide, _ = trained_sho
+    trajectories = torch.cat([data.states, data.next_states[:, -1:]], dim=1)
+    record = candidate_evidence(model, guide, data.states, data.next_states, config.train,
+                                trajectories, refit_epochs=0)
+    (row,) = record["quantities"]
+    assert row["members"] == [0] and row["start"] == "conserved"
+    assert row["in_span"] > 0.9 and row["members_in_span"] == [row["in_span"]]
+    direct = quantity_evidence(model, guide, data.states, data.next_states, config.train,
+                               model.generators().detach(), refit_epochs=0)
+    assert row["delta_nats"] == pytest.approx(direct["delta_nats"][0], rel=1e-5, abs=1e-3)
+
+
+def test_undecided_candidates_are_one_group_and_slow_spares_are_left_out():
+    from pyro_razor.discovery.confirm import _tested_groups
+
+    kind = ["conserved", "approximate", "undecided", "undecided", "undecided", "spare",
+            "spare in span"]
+    speed = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 0.05, 0.5])
+    assert _tested_groups(kind, speed, candidates=5, moves=0.1) == [[0], [1], [2, 3, 4], [6]]
+    assert _tested_groups(kind[:2], speed[:2], candidates=2, moves=0.1) == [[0], [1]]
+
+
 def test_every_kind_and_decision_has_a_statement():
     for kind in ("conserved", "approximate", "undecided", "spare", "spare in span"):
         for decision in ("supports", "indifferent", "against"):

@@ -45,9 +45,12 @@ import pyro
 import torch
 
 from pyro_razor import inference
+from pyro_razor.analysis import parallelness
+from pyro_razor.discovery.candidates import direct_start, flow_speed
 from pyro_razor.models.quantities import FixedQuantities
+from pyro_razor.symmetry import generator_matrix
 
-__all__ = ["STATEMENTS", "decision_bar", "quantity_evidence"]
+__all__ = ["STATEMENTS", "candidate_evidence", "decision_bar", "quantity_evidence"]
 
 THRESHOLD_NATS = 3.0
 
@@ -197,3 +200,67 @@ def quantity_evidence(
             "refit_epochs": refit_epochs, "refit_particles": train_config.num_particles,
             "refit_lr": train_config.lr if refit is None else refit.lr, "threshold": threshold,
             "seconds": time.perf_counter() - start}
+
+
+def _tested_groups(kind: list[str], speed: torch.Tensor, candidates: int,
+                   moves: float) -> list[list[int]]:
+    """What :func:`candidate_evidence` switches off, in order: each conserved or approximate
+    candidate alone, the undecided candidates together, each spare moving faster than
+    ``moves``."""
+    undecided = [k for k in range(candidates) if kind[k] == "undecided"]
+    return ([[k] for k in range(candidates) if kind[k] != "undecided"]
+            + ([undecided] if undecided else [])
+            + [[k] for k in range(candidates, len(kind)) if float(speed[k]) > moves])
+
+
+def candidate_evidence(model, guide, states: torch.Tensor, next_states: torch.Tensor,
+                       train_config, trajectories: torch.Tensor, *, refit_epochs: int = 100,
+                       refit_lr: float | None = None, moves: float = 0.1,
+                       in_span_level: float = 0.95) -> dict:
+    """:func:`quantity_evidence` for the learned quantities of a model started at the direct
+    estimate's candidates (:func:`~pyro_razor.discovery.candidates.direct_start` on
+    ``trajectories``), with what each started at and how far it moved.
+
+    Tested: each quantity started at a conserved or approximate candidate; the quantities
+    started at *undecided* candidates together, as one group (the direct test could not tell
+    them from non-conserved directions, so no basis of their span is preferred and only the
+    span's evidence means something; training mixes them anyway); each spare quantity whose
+    flow moves the training trajectories faster than ``moves`` (model units). A spare at least
+    ``in_span_level`` parallel to the candidates' span is a ``"spare in span"``.
+
+    Args:
+        model, guide, states, next_states, train_config: as :func:`quantity_evidence`.
+        trajectories: ``(B, n, M)`` training trajectories the candidates came from.
+        refit_epochs, refit_lr: the refits' length and learning rate.
+
+    Returns:
+        ``{"neg_elbo", "noise_nats", "refit_epochs", "refit_particles", "refit_lr",
+        "threshold", "seconds", "quantities": rows}`` (``{"quantities": [], "refit_epochs"}``
+        when nothing is tested); a row has ``index`` (the first of a group), ``members``,
+        ``start``, ``in_span`` (the least of its members'), ``members_in_span``, ``speed``
+        (the largest), ``delta_nats``, ``decision`` and ``statement``.
+    """
+    K = model.num_quantities
+    A, b, kinds = direct_start(trajectories, K)
+    start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
+    speed = flow_speed(G, trajectories)
+    in_span = (parallelness(G.flatten(1), start[:len(kinds)].flatten(1)) if kinds
+               else torch.zeros(K, dtype=torch.float64))
+    kind = [kinds[k] if k < len(kinds) else (
+        "spare in span" if float(in_span[k]) >= in_span_level else "spare") for k in range(K)]
+    tested = _tested_groups(kind, speed, min(K, len(kinds)), moves)
+    if not tested:
+        return {"quantities": [], "refit_epochs": refit_epochs}
+    evidence = quantity_evidence(model, guide, states, next_states, train_config, G,
+                                 indices=tested, refit_epochs=refit_epochs, refit_lr=refit_lr)
+    rows = []
+    for members, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
+                                        strict=True):
+        spans = [float(in_span[k]) for k in members]
+        rows.append({"index": members[0], "members": members, "start": kind[members[0]],
+                     "in_span": min(spans), "members_in_span": spans,
+                     "speed": max(float(speed[k]) for k in members), "delta_nats": delta,
+                     "decision": decision, "statement": STATEMENTS[(kind[members[0]], decision)]})
+    return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
+                                              "refit_particles", "refit_lr", "threshold",
+                                              "seconds")}, "quantities": rows}

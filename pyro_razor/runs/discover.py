@@ -60,12 +60,11 @@ from pathlib import Path
 
 import torch
 
-from pyro_razor.analysis import learnable_dimension, parallelness
+from pyro_razor.analysis import learnable_dimension
 from pyro_razor.atomic import write_json, write_text
 from pyro_razor.discovery.agreement import records_agreement
 from pyro_razor.discovery.answer import combined_answer, supported_laws
-from pyro_razor.discovery.candidates import direct_start, flow_speed
-from pyro_razor.discovery.confirm import STATEMENTS, quantity_evidence
+from pyro_razor.discovery.confirm import candidate_evidence
 from pyro_razor.discovery.direct import direct_estimate, noise_in_scaled_units
 from pyro_razor.discovery.general import general_discovery
 from pyro_razor.discovery.laws import direct_discovery
@@ -86,7 +85,6 @@ from pyro_razor.runs.errors import RunError
 from pyro_razor.runs.run import run_experiment
 from pyro_razor.runs.rundir import RunDir
 from pyro_razor.runs.variants import load_variant, training_trajectories
-from pyro_razor.symmetry import generator_matrix
 from pyro_razor.systems import is_import_path
 
 __all__ = ["direct_stage", "discover_warnings", "discovery_config", "discovery_text",
@@ -354,49 +352,14 @@ def razor_decision(out: str | os.PathLike, device: str | None = None, alpha: flo
 
 def per_quantity_evidence(config: ExperimentConfig, data, model, guide,
                           refit_epochs: int = 100) -> dict:
-    """The nested ELBO comparison (:func:`~pyro_razor.discovery.confirm.quantity_evidence`) for
-    each learned quantity that started at a conserved or approximate direct candidate or whose
-    flow moves the training states by more than 0.1 (model units), with its parallelness to the
-    candidates' span (training may mix the candidates: only the span is defined). The quantities
-    started at the direct test's *undecided* candidates are switched off together, as one group:
-    the test could not tell them from non-conserved directions, so no basis of their span is
-    preferred and only the span's evidence means something (one refit instead of one each). The
-    refits take ``config.train`` at the learning rate :data:`REFIT_LR`.
-
-    Returns:
-        ``{"neg_elbo", "noise_nats", "refit_epochs", "refit_particles", "refit_lr",
-        "threshold", "seconds", "quantities": rows}``; a row has ``index`` (the first of a
-        group), ``members`` (its indices), ``start``, ``in_span`` (the least of its members'),
-        ``members_in_span``, ``speed`` (the largest), ``delta_nats``, ``decision``,
-        ``statement``.
-    """
-    K = config.model.num_quantities
-    A, b, kinds = direct_start(training_trajectories(data.states, data.next_states), K)
-    start, G = generator_matrix(A, b), model.generators().detach().to(torch.float64)
-    speed = flow_speed(G, data.train)
-    in_span = (parallelness(G.flatten(1), start[:len(kinds)].flatten(1)) if kinds
-               else torch.zeros(K, dtype=torch.float64))
-    kind = [kinds[k] if k < len(kinds) else (
-        "spare in span" if float(in_span[k]) >= IN_SPAN else "spare") for k in range(K)]
-    undecided = [k for k in range(min(K, len(kinds))) if kind[k] == "undecided"]
-    tested = ([[k] for k in range(min(K, len(kinds))) if kind[k] != "undecided"]
-              + ([undecided] if undecided else [])
-              + [[k] for k in range(len(kinds), K) if float(speed[k]) > MOVES])
-    if not tested:
-        return {"quantities": [], "refit_epochs": refit_epochs}
-    evidence = quantity_evidence(model, guide, data.states, data.next_states, config.train, G,
-                                 indices=tested, refit_epochs=refit_epochs, refit_lr=REFIT_LR)
-    rows = []
-    for members, delta, decision in zip(tested, evidence["delta_nats"], evidence["decisions"],
-                                        strict=True):
-        spans = [float(in_span[k]) for k in members]
-        rows.append({"index": members[0], "members": members, "start": kind[members[0]],
-                     "in_span": min(spans), "members_in_span": spans,
-                     "speed": max(float(speed[k]) for k in members), "delta_nats": delta,
-                     "decision": decision, "statement": STATEMENTS[(kind[members[0]], decision)]})
-    return {**{key: evidence[key] for key in ("neg_elbo", "noise_nats", "refit_epochs",
-                                              "refit_particles", "refit_lr", "threshold",
-                                              "seconds")}, "quantities": rows}
+    """:func:`~pyro_razor.discovery.confirm.candidate_evidence` for a trained discover run:
+    the nested ELBO comparison of each candidate (the undecided ones as one group) and each
+    spare quantity whose flow moves the training states by more than :data:`MOVES`, refitted
+    with ``config.train`` at the learning rate :data:`REFIT_LR`; rows as documented there."""
+    return candidate_evidence(
+        model, guide, data.states, data.next_states, config.train,
+        training_trajectories(data.states, data.next_states), refit_epochs=refit_epochs,
+        refit_lr=REFIT_LR, moves=MOVES, in_span_level=IN_SPAN)
 
 
 def _write_answer(out: Path, record: dict, say) -> None:
