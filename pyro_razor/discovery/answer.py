@@ -15,9 +15,10 @@ the **same tests** to that span. Two facts fix how they combine:
 So the answer's **count is the direct test's** (status ``determined`` / ``approximate`` /
 ``undetermined`` and its range, unchanged), and the razor contributes ``confirmed``: how many of
 those laws the nested ELBO comparison of :mod:`~pyro_razor.discovery.confirm` supports — learned
-quantities that started at a conserved direct candidate (an undecided one where the count is
-undetermined), stayed in the candidates' span, and whose switching off costs more than the
-comparison's bar (0 when the ELBO prefers the plain network overall). ``statement`` says it in one
+quantities that started at a conserved direct candidate (or at an undecided one where the count
+is undetermined: those are switched off together, and a supported group counts each member),
+stayed in the candidates' span, and whose switching off costs more than the comparison's bar (0
+when the ELBO prefers the plain network overall). ``statement`` says it in one
 line, including the disagreement when ``confirmed`` is below the count. The razor's own span test
 (how exactly its learned quantities are conserved) is printed beside it and does not change the
 count: on noise-free data a learned law is only as exact as training made it. The same rule applies
