@@ -43,7 +43,7 @@ def test_undetermined_stays_undetermined_whatever_the_razor_says():
     assert a["statement"].startswith("undetermined, between 0 and 3 conserved quadratic "
                                      "quantities (the direct test at level 0.01)")
     assert ("supports symmetrising over 1 of the 3 candidates (the undecided ones tested "
-            "together)") in a["statement"]
+            "together), which does not show that they are conserved") in a["statement"]
     capped = combined_answer(record("undetermined", None, 0, 1), supported=3, gain_nats=80.0)
     assert capped["confirmed"] == 1  # never above the range's upper end
 

@@ -64,8 +64,9 @@ def _razor_text(test: dict, confirmed: int, gain_nats: float) -> str:
                 "confirms none of them")
     if test["status"] == "undetermined":
         return (f"the razor's nested ELBO comparison supports symmetrising over {confirmed} "
-                f"of the {test['range'][1]} candidates (the undecided ones tested together); "
-                "the data cannot decide the count")
+                f"of the {test['range'][1]} candidates (the undecided ones tested together), "
+                "which does not show that they are conserved: an approximate symmetry of the "
+                "data pays as well; the data cannot decide the count")
     count = test["count"]
     if confirmed >= count:
         return (f"the razor confirms {'it' if count == 1 else f'all {count}'} (the nested ELBO "
