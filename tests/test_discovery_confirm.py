@@ -124,9 +124,8 @@ def test_candidate_evidence_tests_the_started_candidate_and_reports_its_row(trai
     from pyro_razor.discovery.confirm import candidate_evidence
 
     config, data, model, guide, _ = trained_sho
-    trajectories = torch.cat([data.states, data.next_states[:, -1:]], dim=1)
     record = candidate_evidence(model, guide, data.states, data.next_states, config.train,
-                                trajectories, refit_epochs=0)
+                                data.train, refit_epochs=0)
     (row,) = record["quantities"]
     assert row["members"] == [0] and row["start"] == "conserved"
     assert row["in_span"] > 0.9 and row["members_in_span"] == [row["in_span"]]
