@@ -128,6 +128,24 @@ def test_small_problems_take_plain_autograd_and_large_ones_the_blocked_path(monk
     assert "MLPInputGradient" in type(large.grad_fn).__name__
 
 
+@pytest.mark.parametrize("widths", [(4, 9, 1), (4, 1)])
+def test_small_path_gradient_is_bit_identical_to_the_value_and_gradient_one(monkeypatch, widths):
+    """The plain path skips the network's value (unused there): its gradient, and the weight
+    gradients through it, are exactly those of ``mlp_value_and_input_gradient``; a linear
+    network's is expanded to every point."""
+    monkeypatch.setattr(fast_gradient, "BLOCKED_FROM_BYTES", 2**40)
+    act = get_activation("elu")
+    weights = _weights(widths, 3)
+    z = torch.randn(3, 7, 4, dtype=DT)
+    fast = mlp_input_gradient(weights, z, act)
+    plain = mlp_value_and_input_gradient(weights, z, act)[1]
+    assert fast.shape == (3, 7, 4)
+    assert torch.equal(fast, plain)
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), weights),
+                    torch.autograd.grad(plain.square().sum(), weights), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_gradient_pass_layers_satisfy_their_definitions():
     """``gradient_pass``'s per-layer ``[a, h, c, g]``: ``h = act(a)``, ``g = c act'(a)``,
     ``c_{L-1} = w`` and ``c_{j-1} = g_j W_j``; its gradient is the plain path's."""

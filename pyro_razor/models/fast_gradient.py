@@ -49,11 +49,7 @@ from collections.abc import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from pyro_razor.models.networks import (
-    Activation,
-    gradient_pass,
-    mlp_value_and_input_gradient,
-)
+from pyro_razor.models.networks import Activation, gradient_pass
 
 __all__ = [
     "BLOCKED_FROM_BYTES",
@@ -170,8 +166,9 @@ def mlp_input_gradient(
     and points ``(P, N, M)``, differentiable (once) in ``z`` and the weights with the blocked
     backward of :class:`MLPInputGradient` when a layer tensor is at least
     :data:`BLOCKED_FROM_BYTES`, else by plain autograd through
-    :func:`~pyro_razor.models.networks.mlp_value_and_input_gradient` (the two agree to
-    rounding)."""
+    :func:`~pyro_razor.models.networks.gradient_pass` (the gradient of
+    :func:`~pyro_razor.models.networks.mlp_value_and_input_gradient` without its value; the
+    two paths agree to rounding)."""
     if z.dim() != 3 or weights[0].shape[0] != z.shape[0]:
         raise ValueError(
             f"expected points (P, N, M) with P = {weights[0].shape[0]} weight samples, got "
@@ -179,5 +176,6 @@ def mlp_input_gradient(
         )
     width = max(w.shape[1] for w in weights)
     if not takes_blocked_path(z.shape[0] * z.shape[1], width, z.element_size()):
-        return mlp_value_and_input_gradient(weights, z, activation)[1]
+        grad, _ = gradient_pass(weights, z, activation)  # the value is not needed here
+        return grad.expand(-1, z.shape[1], -1)  # a linear network's is the same everywhere
     return MLPInputGradient.apply(activation, z, *weights)
