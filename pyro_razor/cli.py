@@ -383,9 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from pyro_razor.allocator import keep_freed_memory
     from pyro_razor.configio import ConfigError
     from pyro_razor.inference import distributed
     from pyro_razor.runs import RunError
+
+    keep_freed_memory()  # every command: training and evaluation reuse freed tensors' pages
 
     try:
         with warnings.catch_warnings():

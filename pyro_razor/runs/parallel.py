@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from pyro_razor.allocator import keep_freed_memory
+
 __all__ = ["default_threads", "run_in_processes"]
 
 
@@ -36,8 +38,10 @@ def default_threads(jobs: int) -> int:
 
 
 def _call_recording_warnings(fn: Callable, args: tuple, threads: int):
-    """Run ``fn(*args)`` with ``threads`` torch threads: ``(result, [(message, category)])``."""
+    """Run ``fn(*args)`` with ``threads`` torch threads and the training allocator settings
+    (:func:`~pyro_razor.allocator.keep_freed_memory`): ``(result, [(message, category)])``."""
     torch.set_num_threads(threads)
+    keep_freed_memory()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fn(*args)

@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable
 
 from pyro_razor import __version__, inference
+from pyro_razor.allocator import keep_freed_memory
 from pyro_razor.configio import ConfigError, replace_path, to_dict
 from pyro_razor.inference import distributed
 from pyro_razor.inference.step import TrainingDiverged
@@ -227,6 +228,9 @@ def run_experiment(
     reports, writes the run directory and evaluates (the others return a summary without
     metrics).
 
+    Sets this process's allocator (:func:`~pyro_razor.allocator.keep_freed_memory`: training
+    reuses its freed tensors' pages; no result changes).
+
     Returns:
         The summary dict (also written to ``summary.json``).
 
@@ -260,6 +264,7 @@ def run_experiment(
                            "choose another --out") from exc
         run.write_config(config)
 
+    keep_freed_memory()
     data = RunData.load(config.data, dev, config.torch_dtype)
     system = data.system
     summary = {
