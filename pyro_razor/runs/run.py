@@ -228,8 +228,7 @@ def run_experiment(
     reports, writes the run directory and evaluates (the others return a summary without
     metrics).
 
-    Sets this process's allocator (:func:`~pyro_razor.allocator.keep_freed_memory`: training
-    reuses its freed tensors' pages; no result changes).
+    Sets the allocator to keep freed pages (:func:`~pyro_razor.allocator.keep_freed_memory`).
 
     Returns:
         The summary dict (also written to ``summary.json``).
