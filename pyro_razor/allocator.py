@@ -9,10 +9,12 @@ thresholds, so freed blocks below 32 MiB are reused from the heap. It changes no
 same arithmetic on other addresses); the process keeps its peak heap instead of handing it
 back between steps.
 
-Measured on the project's 2-core AMD EPYC VM (``experiments/RESULTS.md``, issue 26): the
-learned step of ``discover`` on a spring file 60-81 -> 43-46 ms, the n = 2 quick config's
-learned step 85 -> 67-70 ms, the quick SHO evaluation's metrics 3.5 -> 1.8 s; the quick SHO
-training step (tensors of a few KiB) is unchanged.
+Measured on the project's 2-core AMD EPYC VM in fresh processes (``experiments/RESULTS.md``,
+issue 26): the learned step of ``discover`` on a spring file 60-81 -> 43-46 ms, the n = 2
+quick config's learned step 85 -> 67-70 ms, the quick SHO evaluation's metrics 3.5 -> 1.8 s;
+the quick SHO training step (tensors of a few KiB) is unchanged. End to end, ``run`` of the
+n = 2 quick config with ``--jobs 2`` took 215 -> 196 s; inside ``discover``, whose process has
+run other work before training, the learned model's training did not change.
 
 ``pyro-razor``'s commands, :func:`~pyro_razor.runs.run_experiment` (and so the razor stage of
 :func:`~pyro_razor.runs.discover.run_discovery`) and their worker processes call it; a library
