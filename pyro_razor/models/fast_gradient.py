@@ -176,6 +176,5 @@ def mlp_input_gradient(
         )
     width = max(w.shape[1] for w in weights)
     if not takes_blocked_path(z.shape[0] * z.shape[1], width, z.element_size()):
-        grad, _ = gradient_pass(weights, z, activation)  # the value is not needed here
-        return grad.expand(-1, z.shape[1], -1)  # a linear network's is the same everywhere
+        return gradient_pass(weights, z, activation)[0]  # the value is not needed here
     return MLPInputGradient.apply(activation, z, *weights)

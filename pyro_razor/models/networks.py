@@ -185,8 +185,8 @@ def gradient_pass(
         activation: hidden-layer activation.
 
     Returns:
-        ``grad`` ``(P, B, in_0)`` (``(P, 1, in_0)`` for a linear network: the same everywhere)
-        and per hidden layer ``[a_l, h_l, c_l, g_l]``: pre-activation, activation, the
+        ``grad`` ``(P, B, in_0)`` (for a linear network the same at every point, a broadcast
+        view) and per hidden layer ``[a_l, h_l, c_l, g_l]``: pre-activation, activation, the
         back-propagated output weights and ``g_l = c_l * act'(a_l)``.
     """
     h, layers = z, []
@@ -199,7 +199,7 @@ def gradient_pass(
         g = activation.scale_by_derivative(grad, *layer)
         layer += [grad, g]
         grad = torch.bmm(g, W[:, :, :-1])
-    return grad, layers
+    return grad.expand(-1, z.shape[1], -1), layers
 
 
 def mlp_value(
@@ -239,8 +239,6 @@ def mlp_value_and_input_gradient(
     """
     grad, layers = gradient_pass(weights, z, activation)
     value = _scalar_output(weights[-1], layers[-1][1] if layers else z)
-    if grad.shape[1] != z.shape[1]:  # a linear network: the gradient is the same everywhere
-        grad = grad.expand(-1, z.shape[1], -1)
     return value, grad
 
 
